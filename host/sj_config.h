@@ -1,0 +1,88 @@
+/*
+ * sj_config.h - the host's effective configuration and where each value
+ * came from.
+ *
+ * Sources, strongest first: the process environment, a `.env` file in the
+ * working directory, the Lua config file (`-c FILE`, a chunk returning a
+ * table), built-in defaults. Every setting has one name in the config file
+ * (`server_port`) and one in the environment and .env (`SNAIL_SERVER_PORT`);
+ * the environment names follow the Python client (lua-api.md).
+ *
+ * The only unit that reads the environment. Called from the main thread at
+ * start; the resulting struct is read-only afterwards and may be read from
+ * any thread.
+ */
+#ifndef SJ_CONFIG_H
+#define SJ_CONFIG_H
+
+#include <stddef.h>
+
+typedef enum sj_config_source {
+    SJ_SRC_DEFAULT = 0,
+    SJ_SRC_FILE,
+    SJ_SRC_DOTENV,
+    SJ_SRC_ENV,
+    SJ_SRC_CLI
+} sj_config_source;
+
+/* The values, already parsed and checked. Strings are owned by the struct. */
+typedef struct sj_config {
+    char *server_host;       /* SNAIL_SERVER_HOST, "127.0.0.1" */
+    int server_port;         /* SNAIL_SERVER_PORT, 17888 */
+    char *host_ip;           /* SNAIL_HOST_IP, "127.0.0.1" */
+    int host_port;           /* SNAIL_HOST_PORT, 17889 (0 = any free port) */
+    char *namespace_id;      /* SNAIL_NAMESPACE, "764d604e..." */
+    char *group_name;        /* SNAIL_GROUP_NAME, "snail_job_demo_group" */
+    char *token;             /* SNAIL_TOKEN, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj" */
+    char *labels;            /* SNAIL_LABELS, "env:dev,app:demo" (k:v,k:v) */
+    char *log_level;         /* SNAIL_LOG_LEVEL, "INFO" */
+    char *log_file;          /* SNAIL_LOG_FILE, "" = stderr only */
+    char *executors;         /* SNAIL_EXECUTORS, ":"-separated paths/globs */
+    int workers;             /* SNAIL_WORKERS, 4 */
+    double beat_interval;    /* SNAIL_BEAT_INTERVAL, 10 (seconds, > 0, <= 30) */
+    int executor_type;       /* SNAIL_EXECUTOR_TYPE, 2 (1, 2 or 3) */
+    int queue_size;          /* SNAIL_QUEUE_SIZE, 1024 tasks waiting */
+    double log_remote_interval; /* SNAIL_LOG_REMOTE_INTERVAL, 1 (seconds) */
+    int log_remote_buffer_size; /* SNAIL_LOG_REMOTE_BUFFER_SIZE, 50 records */
+    char *spool_dir;         /* SNAIL_SPOOL_DIR, ".snailjob-spool" */
+    int memory_limit_mb;     /* SNAIL_MEMORY_LIMIT_MB, 256 per Lua state */
+    char *lua_path;          /* SNAIL_LUA_PATH, "" = Lua's default */
+    char *lua_cpath;         /* SNAIL_LUA_CPATH, "" = Lua's default */
+    double rpc_timeout;      /* SNAIL_RPC_TIMEOUT, 10 (seconds per call) */
+} sj_config;
+
+/* One row of --print-config. */
+typedef struct sj_config_item {
+    const char *key;     /* file key, e.g. "server_port" */
+    const char *env;     /* env name, e.g. "SNAIL_SERVER_PORT" */
+    char value[512];     /* effective value as text */
+    sj_config_source source;
+    const char *origin;  /* file path for FILE/DOTENV, NULL otherwise */
+} sj_config_item;
+
+/*
+ * Build the effective configuration. `file` is the -c path or NULL;
+ * `dotenv` is the .env path to read if it exists (NULL = "./.env").
+ * On failure returns SJ_ECONFIG (or SJ_ENOMEM) and writes into `err` a
+ * sentence naming the key and what is wrong, e.g.
+ *   "config.lua: unknown key 'sever_port'"
+ *   "SNAIL_SERVER_PORT: expected an integer from 1 to 65535, got 'abc'"
+ * On success `cfg` must later be released with sj_config_free().
+ */
+int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
+                   char *err, size_t errlen);
+
+void sj_config_free(sj_config *cfg);
+
+/* Number of settings and the i-th one's effective value and source, for
+ * --print-config. Valid after a successful sj_config_load. */
+size_t sj_config_count(void);
+void sj_config_item_get(const sj_config *cfg, size_t i, sj_config_item *out);
+
+const char *sj_config_source_name(sj_config_source src);
+
+/* Labels as a JSON object text that always includes "state":"up" (the
+ * `label` header of /beat, protocol.md §3.1). Caller frees. NULL on ENOMEM.*/
+char *sj_config_labels_json(const sj_config *cfg);
+
+#endif

@@ -1,0 +1,816 @@
+#include "sj_transport.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sj_codec.h"
+#include "sj_error.h"
+#include "sj_log.h"
+
+#define SRV_REGISTERED_SLOTS 8 /* concurrent calls waiting for a dispatch */
+#define SRV_GENERIC_SLOTS 2    /* slots that answer UNIMPLEMENTED */
+
+/* ---- shared helpers -------------------------------------------------- */
+
+void sj_transport_init(void)
+{
+    grpc_init();
+}
+
+void sj_transport_shutdown(void)
+{
+    grpc_shutdown();
+}
+
+static gpr_timespec deadline_in(int ms)
+{
+    if (ms <= 0)
+        return gpr_inf_future(GPR_CLOCK_REALTIME);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static grpc_byte_buffer *bytes_to_bb(const uint8_t *buf, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/* Flatten a received byte buffer into a malloc'd copy (NULL if len 0). */
+static int bb_to_bytes(grpc_byte_buffer *bb, uint8_t **out, size_t *len)
+{
+    grpc_byte_buffer_reader r;
+    grpc_slice s;
+
+    *out = NULL;
+    *len = 0;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return SJ_EPROTO;
+    s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    *len = GRPC_SLICE_LENGTH(s);
+    if (*len > 0) {
+        *out = malloc(*len);
+        if (*out == NULL) {
+            grpc_slice_unref(s);
+            return SJ_ENOMEM;
+        }
+        memcpy(*out, GRPC_SLICE_START_PTR(s), *len);
+    }
+    grpc_slice_unref(s);
+    return 0;
+}
+
+/* Argument list shared by both directions: Java's 10 MiB limits, and a
+ * server that tolerates the Java channel's 30 s keepalive pings. */
+static grpc_channel_args *make_args(grpc_arg *a, int n_extra,
+                                    grpc_channel_args *holder)
+{
+    a[0].type = GRPC_ARG_INTEGER;
+    a[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    a[0].value.integer = SJ_MAX_MESSAGE;
+    a[1].type = GRPC_ARG_INTEGER;
+    a[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    a[1].value.integer = SJ_MAX_MESSAGE;
+    holder->num_args = (size_t)(2 + n_extra);
+    holder->args = a;
+    return holder;
+}
+
+static void set_int_arg(grpc_arg *a, const char *key, int v)
+{
+    a->type = GRPC_ARG_INTEGER;
+    a->key = (char *)key;
+    a->value.integer = v;
+}
+
+/* ---- server ----------------------------------------------------------- */
+
+enum srv_tag_kind {
+    SRV_WAIT_REGISTERED, /* slot waiting for a call on SJ_METHOD */
+    SRV_WAIT_GENERIC,    /* slot waiting for a call on any other path */
+    SRV_REPLYING,        /* reply batch in flight */
+    SRV_SHUTDOWN         /* the server's shutdown notification */
+};
+
+typedef struct srv_call {
+    enum srv_tag_kind kind;
+    int generic;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_call_details details;
+    grpc_byte_buffer *payload;
+    grpc_byte_buffer *reply_bb;
+    grpc_slice status_details;
+    int cancelled;
+} srv_call;
+
+struct sj_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    void *method;
+    sj_server_handler handler;
+    void *ud;
+    pthread_t thread;
+    int stopping; /* server thread only */
+    srv_call shutdown_tag;
+};
+
+static void srv_call_free(srv_call *c)
+{
+    grpc_metadata_array_destroy(&c->md);
+    if (c->generic)
+        grpc_call_details_destroy(&c->details);
+    if (c->payload != NULL)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->reply_bb != NULL)
+        grpc_byte_buffer_destroy(c->reply_bb);
+    grpc_slice_unref(c->status_details);
+    if (c->call != NULL)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+static int srv_request_slot(sj_server *s, int generic)
+{
+    srv_call *c = calloc(1, sizeof *c);
+    grpc_call_error e;
+
+    if (c == NULL)
+        return SJ_ENOMEM;
+    c->generic = generic;
+    c->kind = generic ? SRV_WAIT_GENERIC : SRV_WAIT_REGISTERED;
+    c->status_details = grpc_empty_slice();
+    grpc_metadata_array_init(&c->md);
+    if (generic) {
+        grpc_call_details_init(&c->details);
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md,
+                                     s->cq, s->cq, c);
+    } else {
+        e = grpc_server_request_registered_call(s->server, s->method, &c->call,
+                                                &c->deadline, &c->md,
+                                                &c->payload, s->cq, s->cq, c);
+    }
+    if (e != GRPC_CALL_OK) {
+        srv_call_free(c);
+        return SJ_ETRANSPORT;
+    }
+    return 0;
+}
+
+/* Decode, run the handler, encode: always yields a GrpcResult. */
+static void srv_answer(sj_server *s, srv_call *c, sj_reply *reply)
+{
+    sj_request req;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (c->payload == NULL) {
+        sj_reply_set(reply, 0, SJ_STATUS_NO,
+                     "malformed request: the call carried no message", "null");
+        SJ_WARN("inbound call without a message: answered with a failure");
+        return;
+    }
+    rc = bb_to_bytes(c->payload, &bytes, &len);
+    if (rc == 0)
+        rc = sj_codec_decode_request(bytes, len, &req);
+    free(bytes);
+    if (rc != 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "malformed protobuf: %zu bytes are not a "
+                 "GrpcSnailJobRequest (%s)",
+                 len, sj_strerror(rc));
+        sj_reply_set(reply, 0, SJ_STATUS_NO, msg, "null");
+        SJ_WARN("inbound call rejected: %s", msg);
+        return;
+    }
+    s->handler(s->ud, &req, reply);
+    if (reply->status == SJ_STATUS_NO && reply->message == NULL)
+        sj_reply_set(reply, req.req_id, SJ_STATUS_NO,
+                     "internal error: no reply", "null");
+    if (reply->req_id == 0)
+        reply->req_id = req.req_id;
+    sj_request_free(&req);
+}
+
+static void srv_handle_call(sj_server *s, srv_call *c)
+{
+    grpc_op ops[4];
+    grpc_status_code code = GRPC_STATUS_OK;
+    size_t n = 0;
+
+    memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
+    if (c->generic) {
+        code = GRPC_STATUS_UNIMPLEMENTED;
+        c->status_details = grpc_slice_from_static_string(
+            "unknown method: only " SJ_METHOD " is served");
+    } else {
+        sj_reply reply = {0};
+        uint8_t *out = NULL;
+        size_t len = 0;
+
+        srv_answer(s, c, &reply);
+        if (sj_codec_encode_reply(&reply, &out, &len) == 0) {
+            c->reply_bb = bytes_to_bb(out, len);
+            free(out);
+            ops[n].op = GRPC_OP_SEND_MESSAGE;
+            ops[n].data.send_message.send_message = c->reply_bb;
+            n++;
+        } else {
+            code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            c->status_details = grpc_slice_from_static_string("out of memory");
+        }
+        sj_reply_free(&reply);
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+    n++;
+    c->kind = SRV_REPLYING;
+    if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+        SJ_ERROR("could not start the reply batch of an inbound call");
+        srv_call_free(c);
+    }
+}
+
+static void *srv_thread(void *arg)
+{
+    sj_server *s = arg;
+
+    sj_log_thread_name("grpc-server");
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        srv_call *c = ev.tag;
+        switch (c->kind) {
+        case SRV_SHUTDOWN:
+            s->stopping = 1;
+            grpc_completion_queue_shutdown(s->cq);
+            break;
+        case SRV_WAIT_REGISTERED:
+        case SRV_WAIT_GENERIC:
+            if (!ev.success) { /* the server is shutting down */
+                srv_call_free(c);
+                break;
+            }
+            if (!s->stopping && srv_request_slot(s, c->generic) != 0)
+                SJ_ERROR("could not re-arm an inbound call slot");
+            srv_handle_call(s, c);
+            break;
+        case SRV_REPLYING:
+            srv_call_free(c);
+            break;
+        }
+    }
+    return NULL;
+}
+
+int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
+                    sj_server **out, int *port)
+{
+    grpc_arg a[4];
+    grpc_channel_args args;
+    grpc_server_credentials *creds;
+    sj_server *s;
+    int bound, rc = SJ_EIO;
+
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return SJ_ENOMEM;
+    s->handler = handler;
+    s->ud = ud;
+    s->shutdown_tag.kind = SRV_SHUTDOWN;
+    /* The Java server's channel pings every 30 s during calls; never answer
+     * it with GOAWAY too_many_pings. */
+    set_int_arg(&a[2], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                10000);
+    set_int_arg(&a[3], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    make_args(a, 2, &args);
+
+    sj_transport_init();
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->server = grpc_server_create(&args, NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    s->method = grpc_server_register_method(
+        s->server, SJ_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+        0);
+    creds = grpc_insecure_server_credentials_create();
+    bound = grpc_server_add_http2_port(s->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (s->method == NULL || bound <= 0)
+        goto fail_server;
+    grpc_server_start(s->server);
+    for (int i = 0; i < SRV_REGISTERED_SLOTS + SRV_GENERIC_SLOTS; i++)
+        if ((rc = srv_request_slot(s, i >= SRV_REGISTERED_SLOTS)) != 0)
+            goto fail_started;
+    if (pthread_create(&s->thread, NULL, srv_thread, s) != 0) {
+        rc = SJ_ENOMEM;
+        goto fail_started;
+    }
+    if (port != NULL)
+        *port = bound;
+    *out = s;
+    return 0;
+
+fail_started:
+    /* No thread yet: drain the queue here. */
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    grpc_server_cancel_all_calls(s->server);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.tag == &s->shutdown_tag)
+            grpc_completion_queue_shutdown(s->cq);
+        else if (ev.type == GRPC_OP_COMPLETE)
+            srv_call_free(ev.tag);
+    }
+    goto fail_destroy;
+fail_server:
+    grpc_completion_queue_shutdown(s->cq);
+    while (grpc_completion_queue_next(s->cq,
+                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+               .type != GRPC_QUEUE_SHUTDOWN)
+        ;
+fail_destroy:
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    sj_transport_shutdown();
+    free(s);
+    return rc;
+}
+
+void sj_server_stop(sj_server *s)
+{
+    if (s == NULL)
+        return;
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    grpc_server_cancel_all_calls(s->server);
+    pthread_join(s->thread, NULL);
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    sj_transport_shutdown();
+    free(s);
+}
+
+/* ---- channel ---------------------------------------------------------- */
+
+typedef struct chan_call chan_call;
+
+/* How a finished call is delivered: to a callback, or to a waiter. */
+typedef struct waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int err;
+    int grpc_status;
+    sj_reply reply;
+    uint8_t *raw;
+    size_t raw_len;
+    char detail[256];
+} waiter;
+
+struct chan_call {
+    sj_channel *ch;
+    grpc_call *call;
+    uint64_t id;
+    int raw; /* deliver raw bytes to `w` instead of decoding */
+    grpc_byte_buffer *send_bb;
+    grpc_byte_buffer *recv_bb;
+    grpc_metadata_array init_md;
+    grpc_metadata_array trail_md;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    sj_call_cb cb;
+    void *ud;
+    waiter *w;
+    chan_call *prev, *next;
+};
+
+struct sj_channel {
+    grpc_channel *channel;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards calls, closing, next_id */
+    chan_call *calls;     /* in flight */
+    int closing;
+    uint64_t next_id;
+    char target[256];
+};
+
+static void chan_call_free(chan_call *c)
+{
+    if (c->send_bb != NULL)
+        grpc_byte_buffer_destroy(c->send_bb);
+    if (c->recv_bb != NULL)
+        grpc_byte_buffer_destroy(c->recv_bb);
+    grpc_metadata_array_destroy(&c->init_md);
+    grpc_metadata_array_destroy(&c->trail_md);
+    grpc_slice_unref(c->details);
+    if (c->error_string != NULL)
+        gpr_free((void *)c->error_string);
+    if (c->call != NULL)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+static int map_status(grpc_status_code st)
+{
+    switch (st) {
+    case GRPC_STATUS_OK:
+        return 0;
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        return SJ_ETIMEOUT;
+    case GRPC_STATUS_UNAVAILABLE:
+        return SJ_EUNAVAILABLE;
+    case GRPC_STATUS_CANCELLED:
+        return SJ_ECANCELED;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        return SJ_ETOOBIG;
+    default:
+        return SJ_ETRANSPORT;
+    }
+}
+
+static void waiter_finish(waiter *w, int err, int grpc_status,
+                          const char *detail)
+{
+    pthread_mutex_lock(&w->lock);
+    w->err = err;
+    w->grpc_status = grpc_status;
+    if (detail != NULL)
+        snprintf(w->detail, sizeof w->detail, "%s", detail);
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Channel thread: a call finished; decode and deliver it. */
+static void chan_complete(chan_call *c, int ok)
+{
+    sj_channel *ch = c->ch;
+    char detail[256] = "";
+    sj_reply reply = {0};
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int err;
+
+    pthread_mutex_lock(&ch->lock);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        ch->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&ch->lock);
+
+    err = ok ? map_status(c->status) : SJ_ETRANSPORT;
+    if (err != 0) {
+        int dl = (int)GRPC_SLICE_LENGTH(c->details);
+        snprintf(detail, sizeof detail, "%s: gRPC status %d%s%.*s",
+                 ch->target, (int)c->status, dl ? ": " : "", dl,
+                 (const char *)GRPC_SLICE_START_PTR(c->details));
+    } else if (c->recv_bb == NULL) {
+        err = SJ_EPROTO;
+        snprintf(detail, sizeof detail, "%s: reply carried no message",
+                 ch->target);
+    } else if ((err = bb_to_bytes(c->recv_bb, &bytes, &len)) == 0 && !c->raw) {
+        err = sj_codec_decode_reply(bytes, len, &reply);
+        if (err != 0)
+            snprintf(detail, sizeof detail,
+                     "%s: reply is not a GrpcResult (%zu bytes)", ch->target,
+                     len);
+    }
+
+    if (c->raw) {
+        if (c->recv_bb == NULL || !ok)
+            err = 0; /* a raw call reports the gRPC status itself */
+        c->w->raw = bytes;
+        c->w->raw_len = len;
+        bytes = NULL;
+        waiter_finish(c->w, ok ? 0 : SJ_ETRANSPORT, (int)c->status, detail);
+    } else if (c->w != NULL) {
+        c->w->reply = reply; /* moves ownership */
+        memset(&reply, 0, sizeof reply);
+        waiter_finish(c->w, err, (int)c->status, detail);
+    } else {
+        c->cb(c->ud, err, err ? detail : NULL, &reply);
+    }
+    sj_reply_free(&reply);
+    free(bytes);
+    chan_call_free(c);
+}
+
+static void *chan_thread(void *arg)
+{
+    sj_channel *ch = arg;
+
+    sj_log_thread_name("grpc-client");
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            ch->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE)
+            chan_complete(ev.tag, ev.success);
+    }
+    return NULL;
+}
+
+int sj_channel_open(const char *target, const sj_channel_options *opts,
+                    sj_channel **out)
+{
+    grpc_arg a[7];
+    grpc_channel_args args;
+    grpc_channel_credentials *creds;
+    int max_ms = opts != NULL && opts->max_reconnect_ms > 0
+                     ? opts->max_reconnect_ms
+                     : 1000;
+    int min_ms = max_ms < 100 ? max_ms : 100;
+    sj_channel *ch;
+
+    ch = calloc(1, sizeof *ch);
+    if (ch == NULL)
+        return SJ_ENOMEM;
+    snprintf(ch->target, sizeof ch->target, "%s", target);
+    if (pthread_mutex_init(&ch->lock, NULL) != 0) {
+        free(ch);
+        return SJ_ENOMEM;
+    }
+    set_int_arg(&a[2], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+    set_int_arg(&a[3], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_ms);
+    set_int_arg(&a[4], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_ms);
+    /* Retrying is the caller's business (results are spooled and resent). */
+    set_int_arg(&a[5], GRPC_ARG_ENABLE_RETRIES, 0);
+    /* Channels must not share connections: each has its own peer life. */
+    set_int_arg(&a[6], GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    make_args(a, 5, &args);
+
+    sj_transport_init();
+    creds = grpc_insecure_credentials_create();
+    ch->channel = grpc_channel_create(target, creds, &args);
+    grpc_channel_credentials_release(creds);
+    ch->cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&ch->thread, NULL, chan_thread, ch) != 0) {
+        grpc_completion_queue_shutdown(ch->cq);
+        grpc_completion_queue_destroy(ch->cq);
+        grpc_channel_destroy(ch->channel);
+        pthread_mutex_destroy(&ch->lock);
+        sj_transport_shutdown();
+        free(ch);
+        return SJ_ENOMEM;
+    }
+    *out = ch;
+    return 0;
+}
+
+void sj_channel_close(sj_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    pthread_mutex_lock(&ch->lock);
+    ch->closing = 1;
+    for (chan_call *c = ch->calls; c != NULL; c = c->next)
+        grpc_call_cancel(c->call, NULL);
+    pthread_mutex_unlock(&ch->lock);
+    /* Pending completions are still delivered before QUEUE_SHUTDOWN. */
+    grpc_completion_queue_shutdown(ch->cq);
+    pthread_join(ch->thread, NULL);
+    grpc_completion_queue_destroy(ch->cq);
+    grpc_channel_destroy(ch->channel);
+    pthread_mutex_destroy(&ch->lock);
+    sj_transport_shutdown();
+    free(ch);
+}
+
+/* Start one call carrying `bytes`; takes nothing; returns the call id. */
+static int chan_start(sj_channel *ch, const char *method, const uint8_t *bytes,
+                      size_t len, int timeout_ms, chan_call *c, uint64_t *id)
+{
+    grpc_op ops[6];
+    grpc_slice path = grpc_slice_from_copied_string(method);
+    grpc_call_error e;
+    int rc = 0;
+
+    c->ch = ch;
+    c->details = grpc_empty_slice();
+    grpc_metadata_array_init(&c->init_md);
+    grpc_metadata_array_init(&c->trail_md);
+    c->send_bb = bytes_to_bb(bytes, len);
+
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = c->send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &c->recv_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &c->trail_md;
+    ops[5].data.recv_status_on_client.status = &c->status;
+    ops[5].data.recv_status_on_client.status_details = &c->details;
+    ops[5].data.recv_status_on_client.error_string = &c->error_string;
+
+    /* The lock makes "not closing" and "on the list" one fact for close. */
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closing) {
+        rc = SJ_ECLOSED;
+        goto out;
+    }
+    c->call = grpc_channel_create_call(ch->channel, NULL,
+                                       GRPC_PROPAGATE_DEFAULTS, ch->cq, path,
+                                       NULL, deadline_in(timeout_ms), NULL);
+    e = grpc_call_start_batch(c->call, ops, 6, c, NULL);
+    if (e != GRPC_CALL_OK) {
+        rc = SJ_ETRANSPORT;
+        goto out;
+    }
+    c->id = ++ch->next_id;
+    *id = c->id;
+    c->next = ch->calls;
+    if (ch->calls != NULL)
+        ch->calls->prev = c;
+    ch->calls = c;
+out:
+    pthread_mutex_unlock(&ch->lock);
+    grpc_slice_unref(path);
+    if (rc != 0)
+        chan_call_free(c);
+    return rc;
+}
+
+static void chan_cancel(sj_channel *ch, uint64_t id)
+{
+    pthread_mutex_lock(&ch->lock);
+    for (chan_call *c = ch->calls; c != NULL; c = c->next)
+        if (c->id == id)
+            grpc_call_cancel(c->call, NULL);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static int chan_start_request(sj_channel *ch, const sj_request *req,
+                              int timeout_ms, chan_call *c, uint64_t *id)
+{
+    uint8_t *bytes;
+    size_t len;
+    int rc = sj_codec_encode_request(req, &bytes, &len);
+
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    if (len > SJ_MAX_MESSAGE) {
+        free(bytes);
+        free(c);
+        return SJ_ETOOBIG;
+    }
+    rc = chan_start(ch, SJ_METHOD, bytes, len, timeout_ms, c, id);
+    free(bytes);
+    return rc;
+}
+
+int sj_channel_call(sj_channel *ch, const sj_request *req, int timeout_ms,
+                    sj_call_cb cb, void *ud)
+{
+    chan_call *c = calloc(1, sizeof *c);
+    uint64_t id;
+
+    if (c == NULL)
+        return SJ_ENOMEM;
+    c->cb = cb;
+    c->ud = ud;
+    return chan_start_request(ch, req, timeout_ms, c, &id);
+}
+
+static void waiter_init(waiter *w)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+}
+
+static void waiter_destroy(waiter *w)
+{
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+}
+
+/* Wait for the call to finish, cancelling it once *cancel turns non-zero. */
+static void waiter_wait(waiter *w, sj_channel *ch, uint64_t id,
+                        const atomic_int *cancel)
+{
+    int cancelled = 0;
+
+    pthread_mutex_lock(&w->lock);
+    while (!w->done) {
+        if (cancel == NULL) {
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        if (!w->done && !cancelled && atomic_load(cancel)) {
+            cancelled = 1;
+            pthread_mutex_unlock(&w->lock);
+            chan_cancel(ch, id);
+            pthread_mutex_lock(&w->lock);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (cancelled && w->err == 0) {
+        /* The reply won the race; the caller asked to stop all the same. */
+        sj_reply_free(&w->reply);
+        w->err = SJ_ECANCELED;
+    } else if (cancelled) {
+        w->err = SJ_ECANCELED;
+    }
+}
+
+int sj_channel_call_sync(sj_channel *ch, const sj_request *req,
+                         int timeout_ms, const atomic_int *cancel,
+                         sj_reply *out, char *detail, size_t detail_len)
+{
+    chan_call *c = calloc(1, sizeof *c);
+    waiter w;
+    uint64_t id;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (c == NULL)
+        return SJ_ENOMEM;
+    waiter_init(&w);
+    c->w = &w;
+    rc = chan_start_request(ch, req, timeout_ms, c, &id);
+    if (rc == 0) {
+        waiter_wait(&w, ch, id, cancel);
+        rc = w.err;
+        if (rc == 0)
+            *out = w.reply;
+        if (detail != NULL && detail_len > 0)
+            snprintf(detail, detail_len, "%s", w.detail);
+    } else if (detail != NULL && detail_len > 0) {
+        snprintf(detail, detail_len, "%s: %s", ch->target, sj_strerror(rc));
+    }
+    waiter_destroy(&w);
+    return rc;
+}
+
+int sj_channel_call_raw(sj_channel *ch, const char *method,
+                        const uint8_t *bytes, size_t len, int timeout_ms,
+                        int *grpc_status, uint8_t **out, size_t *out_len)
+{
+    chan_call *c = calloc(1, sizeof *c);
+    waiter w;
+    uint64_t id;
+    int rc;
+
+    *out = NULL;
+    *out_len = 0;
+    if (c == NULL)
+        return SJ_ENOMEM;
+    waiter_init(&w);
+    c->w = &w;
+    c->raw = 1;
+    rc = chan_start(ch, method, bytes, len, timeout_ms, c, &id);
+    if (rc == 0) {
+        waiter_wait(&w, ch, id, NULL);
+        rc = w.err;
+        *grpc_status = w.grpc_status;
+        *out = w.raw;
+        *out_len = w.raw_len;
+    }
+    waiter_destroy(&w);
+    return rc;
+}
