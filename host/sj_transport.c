@@ -563,7 +563,10 @@ int sj_channel_open(const char *target, const sj_channel_options *opts,
     }
     set_int_arg(&a[2], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
     set_int_arg(&a[3], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_ms);
-    set_int_arg(&a[4], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_ms);
+    /* In the C core this "minimum backoff" is the connect timeout: keep it
+     * long, or a slow handshake (a loaded 2-core box) never completes. A
+     * refused connection still fails at once. */
+    set_int_arg(&a[4], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
     /* Retrying is the caller's business (results are spooled and resent). */
     set_int_arg(&a[5], GRPC_ARG_ENABLE_RETRIES, 0);
     /* Channels must not share connections: each has its own peer life. */
