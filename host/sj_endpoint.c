@@ -1,0 +1,112 @@
+#include "sj_endpoint.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sj_error.h"
+#include "sj_log.h"
+
+#define AUTH_FAILED                                                            \
+    "Authentication failed. [Please check if the configured Token is "        \
+    "correct]"
+
+static void fail(sj_reply *reply, const sj_request *req, const char *msg)
+{
+    sj_reply_set(reply, req->req_id, SJ_STATUS_NO, msg, "null");
+}
+
+static void on_dispatch(sj_endpoint *ep, const sj_request *req,
+                        sj_reply *reply)
+{
+    char why[512];
+    sj_task *t;
+    int rc;
+
+    if ((rc = sj_task_parse(req->body, &t, why, sizeof why)) != 0) {
+        SJ_WARN("dispatch refused: %s", why);
+        fail(reply, req, why);
+        return;
+    }
+    why[0] = '\0';
+    if ((rc = ep->ops.dispatch(ep->ops.ud, t, why, sizeof why)) != 0) {
+        /* status 1 + data false: the server fails (and may retry
+         * elsewhere) with our message as the reason (protocol.md §5.1). */
+        SJ_WARN("dispatch of task %lld (batch %lld, executor '%s') "
+                "refused: %s",
+                (long long)t->task_id, (long long)t->task_batch_id,
+                t->executor_info, why);
+        sj_reply_set(reply, req->req_id, SJ_STATUS_YES, why, "false");
+        sj_task_free(t);
+        return;
+    }
+    sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");
+}
+
+static void on_stop(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
+{
+    json_t *root = json_loads(req->body ? req->body : "", JSON_DECODE_ANY,
+                              NULL);
+    json_t *id = json_object_get(json_array_get(root, 0), "taskBatchId");
+
+    if (!json_is_integer(id)) {
+        json_decref(root);
+        SJ_WARN("stop refused: body has no integer taskBatchId");
+        fail(reply, req,
+             "stop body must be [{\"taskBatchId\":<integer>,...}]");
+        return;
+    }
+    SJ_INFO("stop requested for batch %lld",
+            (long long)json_integer_value(id));
+    ep->ops.stop(ep->ops.ud, json_integer_value(id));
+    json_decref(root);
+    sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");
+}
+
+void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply)
+{
+    sj_endpoint *ep = ud;
+    const char *token = sj_request_header(req, "SJ-TOKEN");
+    const char *uri = req->uri != NULL ? req->uri : "";
+    json_error_t jerr;
+    json_t *body;
+
+    if (token == NULL || strcmp(token, ep->token) != 0) {
+        SJ_WARN("inbound %s refused: SJ-TOKEN %s does not match the "
+                "configured token",
+                uri[0] ? uri : "(no uri)", token ? "value" : "header missing");
+        fail(reply, req, AUTH_FAILED);
+        return;
+    }
+    body = json_loads(req->body ? req->body : "", JSON_DECODE_ANY, &jerr);
+    if (body == NULL || !json_is_array(body)) {
+        char msg[300];
+        if (body == NULL)
+            snprintf(msg, sizeof msg,
+                     "malformed JSON body for %s: %s (line %d, column %d)",
+                     uri, jerr.text, jerr.line, jerr.column);
+        else
+            snprintf(msg, sizeof msg,
+                     "malformed body for %s: expected a JSON array of "
+                     "arguments",
+                     uri);
+        json_decref(body);
+        SJ_WARN("inbound call refused: %s", msg);
+        fail(reply, req, msg);
+        return;
+    }
+    json_decref(body);
+
+    if (strcmp(uri, SJ_URI_DISPATCH) == 0) {
+        on_dispatch(ep, req, reply);
+    } else if (strcmp(uri, SJ_URI_STOP) == 0) {
+        on_stop(ep, req, reply);
+    } else if (strcmp(uri, SJ_URI_SYNC) == 0) {
+        sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "null");
+    } else {
+        char msg[300];
+        snprintf(msg, sizeof msg, "unsupported uri: %s", uri);
+        SJ_WARN("inbound call refused: %s", msg);
+        fail(reply, req, msg);
+    }
+}

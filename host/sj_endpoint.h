@@ -1,0 +1,42 @@
+/*
+ * sj_endpoint.h - what the host answers when the server calls it.
+ *
+ * Routes an inbound request by its uri (protocol.md §5): dispatch, stop,
+ * config sync; checks the SJ-TOKEN header on every call the way the Java
+ * client does (§3.2); answers everything in-band (status 0 + a message that
+ * says what was wrong), never with a gRPC error (§2.4). It runs on the
+ * transport's server thread and never blocks: a dispatch is parsed and
+ * handed to the pool's queue, the reply goes out at once.
+ */
+#ifndef SJ_ENDPOINT_H
+#define SJ_ENDPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sj_task.h"
+#include "sj_wire.h"
+
+typedef struct sj_endpoint_ops {
+    /* Take a parsed task. 0 = queued (ownership taken). Otherwise the
+     * task stays the caller's and `why` says why it was refused (unknown
+     * executor, queue full, shutting down). */
+    int (*dispatch)(void *ud, sj_task *t, char *why, size_t whylen);
+    /* Stop everything of this batch; unknown batches are fine. */
+    void (*stop)(void *ud, int64_t task_batch_id);
+    void *ud;
+} sj_endpoint_ops;
+
+typedef struct sj_endpoint {
+    const char *token; /* expected SJ-TOKEN; borrowed */
+    sj_endpoint_ops ops;
+} sj_endpoint;
+
+/* A sj_server_handler: `ud` is the sj_endpoint. */
+void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply);
+
+#define SJ_URI_DISPATCH "/job/dispatch/v1"
+#define SJ_URI_STOP "/job/stop/v1"
+#define SJ_URI_SYNC "/sync/version"
+
+#endif

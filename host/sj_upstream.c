@@ -1,0 +1,801 @@
+#include "sj_upstream.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sj_error.h"
+#include "sj_spool.h"
+
+#define REPORT_WINDOW 64         /* result reports in flight at once */
+#define REPORT_MAX_REFUSALS 5    /* status-0 answers before giving up */
+#define LOG_QUEUE_MAX 200000     /* log records waiting, all tasks */
+#define LOG_BATCH_MAX 1000       /* records per /batch/server/report/log */
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 5000
+#define MAP_REPORT_TIMEOUT_MS 60000 /* Java's synchronous map report */
+
+typedef enum link_state {
+    LINK_UNKNOWN = 0, /* nothing answered yet */
+    LINK_UP,          /* the last heartbeat was accepted */
+    LINK_DOWN,        /* transport failure */
+    LINK_REFUSED      /* the server answered status 0 (token, group...) */
+} link_state;
+
+typedef struct report {
+    struct report *prev, *next;
+    uint64_t seq;
+    char *body;
+    int refusals;
+    int failures;
+    int in_flight;
+    long long next_try; /* monotonic ms */
+} report;
+
+typedef struct logrec {
+    struct logrec *next;
+    json_t *rec;
+} logrec;
+
+struct sj_upstream {
+    const sj_config *cfg;
+    sj_link *link;
+    char host_id[80];
+    char host_port[16];
+    char target[300];
+    char *labels_json;
+    atomic_llong next_req_id;
+
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stopping;
+    int calls_in_flight; /* async calls whose callbacks have not run */
+
+    /* heartbeat and registration */
+    link_state state;
+    char why[512];
+    long long next_beat;
+    int beat_in_flight;
+    int backoff_ms;
+    char **names;
+    size_t n_names;
+    int need_register;
+    int register_in_flight;
+
+    /* results */
+    sj_spool *spool;
+    report *rhead, *rtail;
+    size_t n_reports, reports_in_flight;
+
+    /* logs */
+    logrec *lhead, *ltail;
+    size_t n_logs, logs_in_flight;
+    long long first_log_at; /* monotonic ms of the oldest unsent record */
+    int flush_now;
+    long long log_retry_at;
+    unsigned long dropped_unreported;
+    json_t *drop_template; /* a record of the last task that lost lines */
+
+    sj_upstream_stats stats;
+};
+
+/* ---- requests --------------------------------------------------------- */
+
+int sj_upstream_request(sj_upstream *up, const char *uri, const char *body,
+                        sj_request *req)
+{
+    const sj_config *c = up->cfg;
+    char type[16];
+
+    memset(req, 0, sizeof *req);
+    snprintf(type, sizeof type, "%d", c->executor_type);
+    req->req_id = atomic_fetch_add(&up->next_req_id, 1);
+    /* Headers of protocol.md §3.1. `label` goes on every call as the
+     * Python client does; the server reads it on /beat. */
+    if (sj_wire_set(&req->uri, uri) || sj_wire_set(&req->body, body) ||
+        sj_request_add_header(req, "host-id", up->host_id) ||
+        sj_request_add_header(req, "host-ip", c->host_ip) ||
+        sj_request_add_header(req, "host-port", up->host_port) ||
+        sj_request_add_header(req, "group-name", c->group_name) ||
+        sj_request_add_header(req, "namespace", c->namespace_id) ||
+        sj_request_add_header(req, "token", c->token) ||
+        sj_request_add_header(req, "version", "0") ||
+        sj_request_add_header(req, "system-version",
+                              "snailjob-lua/" SJ_VERSION) ||
+        sj_request_add_header(req, "executor-type", type) ||
+        sj_request_add_header(req, "label", up->labels_json)) {
+        sj_request_free(req);
+        return SJ_ENOMEM;
+    }
+    return 0;
+}
+
+static int rpc_timeout_ms(const sj_upstream *up)
+{
+    return (int)(up->cfg->rpc_timeout * 1000.0);
+}
+
+/* Start an async call; the callback gets `ud`. Lock held. */
+static int start_call(sj_upstream *up, const char *uri, const char *body,
+                      sj_call_cb cb, void *ud)
+{
+    sj_request req;
+    int rc = sj_upstream_request(up, uri, body, &req);
+
+    if (rc == 0)
+        rc = up->link->call(up->link, &req, rpc_timeout_ms(up), cb, ud);
+    if (rc == 0)
+        up->calls_in_flight++;
+    sj_request_free(&req);
+    return rc;
+}
+
+static void call_finished(sj_upstream *up)
+{
+    up->calls_in_flight--;
+    pthread_cond_broadcast(&up->cond);
+}
+
+/* ---- heartbeat and registration -------------------------------------- */
+
+static int beat_interval_ms(const sj_upstream *up)
+{
+    return (int)(up->cfg->beat_interval * 1000.0);
+}
+
+static int backoff_cap(const sj_upstream *up)
+{
+    int cap = beat_interval_ms(up);
+    return cap < BACKOFF_MAX_MS ? cap : BACKOFF_MAX_MS;
+}
+
+/* Record the heartbeat outcome; log only when the state changes. */
+static void set_state(sj_upstream *up, link_state st, const char *why)
+{
+    if (st == up->state && (st == LINK_UP || strcmp(why, up->why) == 0))
+        return;
+    switch (st) {
+    case LINK_UP:
+        SJ_INFO("server %s: registered as %s (group %s, namespace %s)",
+                up->target, up->host_id, up->cfg->group_name,
+                up->cfg->namespace_id);
+        up->need_register = 1; /* again after every return */
+        break;
+    case LINK_DOWN:
+        SJ_WARN("server %s unreachable: %s; retrying every %d ms at most",
+                up->target, why, backoff_cap(up));
+        break;
+    case LINK_REFUSED:
+        SJ_ERROR("server %s refused this host: %s", up->target, why);
+        break;
+    case LINK_UNKNOWN:
+        break;
+    }
+    up->state = st;
+    snprintf(up->why, sizeof up->why, "%s", st == LINK_UP ? "" : why);
+}
+
+static void beat_done(void *ud, int err, const char *detail,
+                      const sj_reply *reply)
+{
+    sj_upstream *up = ud;
+    long long now = sj_mono_ms();
+
+    pthread_mutex_lock(&up->lock);
+    up->beat_in_flight = 0;
+    if (err == 0 && reply->status == SJ_STATUS_YES) {
+        set_state(up, LINK_UP, "");
+        up->stats.beats_ok++;
+        up->backoff_ms = BACKOFF_MIN_MS;
+        up->next_beat = now + beat_interval_ms(up);
+    } else {
+        char why[512];
+        if (err != 0)
+            snprintf(why, sizeof why, "%s", detail ? detail : sj_strerror(err));
+        else
+            snprintf(why, sizeof why, "%s",
+                     reply->message ? reply->message : "status 0");
+        set_state(up, err != 0 ? LINK_DOWN : LINK_REFUSED, why);
+        up->stats.beats_failed++;
+        up->next_beat = now + up->backoff_ms;
+        up->backoff_ms *= 2;
+        if (up->backoff_ms > backoff_cap(up))
+            up->backoff_ms = backoff_cap(up);
+    }
+    call_finished(up);
+    pthread_mutex_unlock(&up->lock);
+}
+
+static void register_done(void *ud, int err, const char *detail,
+                          const sj_reply *reply)
+{
+    sj_upstream *up = ud;
+
+    pthread_mutex_lock(&up->lock);
+    up->register_in_flight = 0;
+    if (err == 0 && reply->status == SJ_STATUS_YES) {
+        SJ_DEBUG("registered %zu executor names", up->n_names);
+    } else {
+        up->need_register = 1; /* tried again after the next good beat */
+        SJ_WARN("executor registration failed: %s",
+                err ? (detail ? detail : sj_strerror(err))
+                    : (reply->message ? reply->message : "status 0"));
+    }
+    call_finished(up);
+    pthread_mutex_unlock(&up->lock);
+}
+
+static char *register_body(sj_upstream *up)
+{
+    json_t *list = json_array(), *args;
+    char *text;
+
+    for (size_t i = 0; i < up->n_names; i++)
+        json_array_append_new(
+            list, json_pack("{s:s}", "executorInfo", up->names[i]));
+    args = json_pack("[o]", list);
+    text = json_dumps(args, JSON_COMPACT);
+    json_decref(args);
+    return text;
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+typedef struct report_ctx {
+    sj_upstream *up;
+    report *r;
+} report_ctx;
+
+static void report_unlink(sj_upstream *up, report *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        up->rhead = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        up->rtail = r->prev;
+    up->n_reports--;
+    free(r->body);
+    free(r);
+}
+
+static void report_done(void *ud, int err, const char *detail,
+                        const sj_reply *reply)
+{
+    report_ctx *ctx = ud;
+    sj_upstream *up = ctx->up;
+    report *r = ctx->r;
+    long long now = sj_mono_ms();
+
+    free(ctx);
+    pthread_mutex_lock(&up->lock);
+    r->in_flight = 0;
+    up->reports_in_flight--;
+    if (err == 0 && reply->status == SJ_STATUS_YES) {
+        up->stats.reports_acked++;
+        if (up->spool)
+            sj_spool_ack(up->spool, r->seq);
+        report_unlink(up, r);
+    } else if (err == 0 && ++r->refusals >= REPORT_MAX_REFUSALS) {
+        /* The server keeps saying no (unknown task, bad token): resending
+         * cannot help. Say so loudly and let it go. */
+        SJ_ERROR("server refused a result %d times, giving up: %s; "
+                 "report was %s",
+                 r->refusals, reply->message ? reply->message : "status 0",
+                 r->body);
+        if (up->spool)
+            sj_spool_ack(up->spool, r->seq);
+        report_unlink(up, r);
+    } else {
+        int delay = BACKOFF_MIN_MS << (r->failures < 5 ? r->failures : 5);
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+        r->failures++;
+        r->next_try = now + delay;
+        if (r->failures == 1)
+            SJ_DEBUG("result report not delivered (%s); will resend",
+                     err ? (detail ? detail : sj_strerror(err))
+                         : reply->message);
+    }
+    call_finished(up);
+    pthread_mutex_unlock(&up->lock);
+}
+
+static int enqueue_report(sj_upstream *up, char *body, uint64_t seq)
+{
+    report *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return SJ_ENOMEM;
+    r->body = body;
+    r->seq = seq;
+    r->prev = up->rtail;
+    if (up->rtail)
+        up->rtail->next = r;
+    else
+        up->rhead = r;
+    up->rtail = r;
+    up->n_reports++;
+    return 0;
+}
+
+int sj_upstream_report(sj_upstream *up, char *body)
+{
+    uint64_t seq = 0;
+    int rc;
+
+    /* Journal first: once this returns the result survives a crash. */
+    if (up->spool != NULL && (rc = sj_spool_append(up->spool, body, &seq))) {
+        SJ_ERROR("spool write failed (%s): result kept in memory only",
+                 sj_strerror(rc));
+    }
+    pthread_mutex_lock(&up->lock);
+    rc = enqueue_report(up, body, seq);
+    up->stats.reports_sent++;
+    pthread_cond_signal(&up->cond);
+    pthread_mutex_unlock(&up->lock);
+    if (rc != 0)
+        free(body);
+    return rc;
+}
+
+static void recover_report(void *ud, uint64_t seq, const char *body)
+{
+    sj_upstream *up = ud;
+    char *copy = strdup(body);
+
+    if (copy == NULL || enqueue_report(up, copy, seq) != 0) {
+        free(copy);
+        return;
+    }
+    up->stats.reports_sent++;
+}
+
+/* ---- logs ---------------------------------------------------------------- */
+
+static json_t *field(const char *name, const char *value)
+{
+    json_t *f = json_pack("{s:s}", "name", name);
+    if (value != NULL)
+        json_object_set_new(f, "value", json_string(value));
+    return f;
+}
+
+void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
+                     const char *msg, size_t len, const char *location)
+{
+    static const char *const levels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    char stamp[24], thread[32];
+    long long now = sj_now_ms();
+    json_t *rec, *fields;
+    logrec *l;
+
+    if (level > SJ_LOG_ERROR)
+        level = SJ_LOG_ERROR;
+    snprintf(stamp, sizeof stamp, "%lld", now);
+    snprintf(thread, sizeof thread, "worker-%" PRId64, t->task_id % 1000);
+    fields = json_array();
+    json_array_append_new(fields, field("time_stamp", stamp));
+    json_array_append_new(fields, field("level", levels[level]));
+    json_array_append_new(fields, field("thread", "snailjob-lua"));
+    json_array_append_new(fields,
+                          json_pack("{s:s,s:s%}", "name", "message", "value",
+                                    msg, len));
+    json_array_append_new(fields, field("location", location));
+    json_array_append_new(fields, field("throwable", NULL));
+    json_array_append_new(fields, field("host", up->cfg->host_ip));
+    json_array_append_new(fields, field("port", up->host_port));
+    rec = json_pack(
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "logType", "JOB", "namespaceId",
+        t->namespace_id ? t->namespace_id : up->cfg->namespace_id,
+        "groupName", t->group_name ? t->group_name : up->cfg->group_name,
+        "jobId", (json_int_t)t->job_id, "taskBatchId",
+        (json_int_t)t->task_batch_id, "taskId", (json_int_t)t->task_id,
+        "realTime", (json_int_t)now, "fieldList", fields);
+    if (rec == NULL)
+        return;
+
+    pthread_mutex_lock(&up->lock);
+    if (up->n_logs >= LOG_QUEUE_MAX || (l = malloc(sizeof *l)) == NULL) {
+        /* Full: count it and keep the record as the template of the
+         * "lines dropped" notice sent once there is room again. */
+        up->dropped_unreported++;
+        up->stats.log_lines_dropped++;
+        json_decref(up->drop_template);
+        up->drop_template = rec;
+        pthread_mutex_unlock(&up->lock);
+        return;
+    }
+    l->rec = rec;
+    l->next = NULL;
+    if (up->ltail)
+        up->ltail->next = l;
+    else
+        up->lhead = l;
+    up->ltail = l;
+    if (up->n_logs++ == 0)
+        up->first_log_at = sj_mono_ms();
+    up->stats.log_lines_queued++;
+    if (up->n_logs >= (size_t)up->cfg->log_remote_buffer_size)
+        pthread_cond_signal(&up->cond);
+    pthread_mutex_unlock(&up->lock);
+}
+
+void sj_upstream_flush(sj_upstream *up)
+{
+    pthread_mutex_lock(&up->lock);
+    up->flush_now = 1;
+    pthread_cond_signal(&up->cond);
+    pthread_mutex_unlock(&up->lock);
+}
+
+/* Replace the dropped-lines template's message; lock held. */
+static void queue_drop_notice(sj_upstream *up)
+{
+    json_t *rec = up->drop_template, *fields;
+    char msg[128];
+    logrec *l;
+
+    if (up->dropped_unreported == 0 || up->n_logs >= LOG_QUEUE_MAX / 2 ||
+        (l = malloc(sizeof *l)) == NULL)
+        return;
+    snprintf(msg, sizeof msg,
+             "snailjob-lua: %lu log lines dropped (log queue full)",
+             up->dropped_unreported);
+    fields = json_object_get(rec, "fieldList");
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        json_t *f = json_array_get(fields, i);
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (name && strcmp(name, "message") == 0)
+            json_object_set_new(f, "value", json_string(msg));
+        if (name && strcmp(name, "level") == 0)
+            json_object_set_new(f, "value", json_string("WARN"));
+    }
+    l->rec = rec;
+    l->next = NULL;
+    if (up->ltail)
+        up->ltail->next = l;
+    else
+        up->lhead = l;
+    up->ltail = l;
+    up->n_logs++;
+    up->drop_template = NULL;
+    up->dropped_unreported = 0;
+}
+
+static void logs_done(void *ud, int err, const char *detail,
+                      const sj_reply *reply)
+{
+    sj_upstream *up = ud;
+
+    pthread_mutex_lock(&up->lock);
+    if (err == 0 && reply->status == SJ_STATUS_YES) {
+        for (size_t i = 0; i < up->logs_in_flight && up->lhead; i++) {
+            logrec *l = up->lhead;
+            up->lhead = l->next;
+            json_decref(l->rec);
+            free(l);
+            up->n_logs--;
+        }
+        if (up->lhead == NULL)
+            up->ltail = NULL;
+        up->stats.log_lines_sent += up->logs_in_flight;
+        up->first_log_at = sj_mono_ms();
+        up->log_retry_at = 0;
+        queue_drop_notice(up);
+    } else {
+        /* Keep them, in order, and try again shortly. */
+        up->log_retry_at = sj_mono_ms() + up->backoff_ms;
+        SJ_DEBUG("log batch not delivered: %s",
+                 err ? (detail ? detail : sj_strerror(err))
+                     : (reply->message ? reply->message : "status 0"));
+    }
+    up->logs_in_flight = 0;
+    call_finished(up);
+    pthread_mutex_unlock(&up->lock);
+}
+
+/* Send the oldest queued records as one batch; lock held. */
+static void send_logs(sj_upstream *up)
+{
+    json_t *list = json_array(), *args;
+    size_t n = 0;
+    char *body;
+
+    for (logrec *l = up->lhead; l && n < LOG_BATCH_MAX; l = l->next, n++)
+        json_array_append(list, l->rec);
+    args = json_pack("[o]", list);
+    body = json_dumps(args, JSON_COMPACT);
+    json_decref(args);
+    if (body == NULL)
+        return;
+    up->logs_in_flight = n;
+    up->flush_now = 0;
+    if (start_call(up, "/batch/server/report/log", body, logs_done, up) != 0)
+        up->logs_in_flight = 0;
+    free(body);
+}
+
+/* ---- the upstream thread ---------------------------------------------- */
+
+static long long min_ll(long long a, long long b)
+{
+    return a < b ? a : b;
+}
+
+/* One pass: start whatever is due. Returns when to look again. Lock held. */
+static long long pump(sj_upstream *up, long long now)
+{
+    long long wake = now + 1000;
+
+    if (!up->beat_in_flight && now >= up->next_beat && !up->stopping) {
+        up->beat_in_flight = 1;
+        if (start_call(up, "/beat", "[\"PING\"]", beat_done, up) != 0) {
+            up->beat_in_flight = 0;
+            up->next_beat = now + up->backoff_ms;
+        }
+    }
+    if (!up->beat_in_flight)
+        wake = min_ll(wake, up->next_beat);
+
+    if (up->state == LINK_UP && up->need_register && !up->register_in_flight &&
+        up->n_names > 0 && !up->stopping) {
+        char *body = register_body(up);
+        up->need_register = 0;
+        up->register_in_flight = 1;
+        if (body == NULL ||
+            start_call(up, "/register/job/executors", body, register_done,
+                       up) != 0) {
+            up->register_in_flight = 0;
+            up->need_register = 1;
+        }
+        free(body);
+    }
+
+    for (report *r = up->rhead;
+         r != NULL && up->reports_in_flight < REPORT_WINDOW; r = r->next) {
+        if (r->in_flight)
+            continue;
+        if (r->next_try > now) {
+            wake = min_ll(wake, r->next_try);
+            continue;
+        }
+        report_ctx *ctx = malloc(sizeof *ctx);
+        if (ctx == NULL)
+            break;
+        ctx->up = up;
+        ctx->r = r;
+        if (start_call(up, "/report/dispatch/result", r->body, report_done,
+                       ctx) != 0) {
+            free(ctx);
+            r->next_try = now + BACKOFF_MIN_MS;
+            continue;
+        }
+        r->in_flight = 1;
+        up->reports_in_flight++;
+    }
+
+    if (up->n_logs > 0 && up->logs_in_flight == 0) {
+        long long due = up->first_log_at +
+                        (long long)(up->cfg->log_remote_interval * 1000.0);
+        int full = up->n_logs >= (size_t)up->cfg->log_remote_buffer_size;
+        if (up->log_retry_at > now)
+            wake = min_ll(wake, up->log_retry_at);
+        else if (full || up->flush_now || up->stopping || now >= due)
+            send_logs(up);
+        else
+            wake = min_ll(wake, due);
+    }
+    return wake;
+}
+
+static void wait_until(sj_upstream *up, long long wake_mono)
+{
+    struct timespec ts;
+    long long ms = wake_mono;
+
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000;
+    pthread_cond_timedwait(&up->cond, &up->lock, &ts);
+}
+
+static void *upstream_thread(void *arg)
+{
+    sj_upstream *up = arg;
+
+    sj_log_thread_name("upstream");
+    pthread_mutex_lock(&up->lock);
+    while (!up->stopping) {
+        long long wake = pump(up, sj_mono_ms());
+        if (!up->stopping)
+            wait_until(up, wake);
+    }
+    pthread_mutex_unlock(&up->lock);
+    return NULL;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
+                      char *err, size_t errlen)
+{
+    pthread_condattr_t ca;
+    sj_upstream *up;
+    int rc;
+
+    if ((up = calloc(1, sizeof *up)) == NULL)
+        return SJ_ENOMEM;
+    up->cfg = opts->cfg;
+    snprintf(up->host_id, sizeof up->host_id, "%s", opts->host_id);
+    snprintf(up->host_port, sizeof up->host_port, "%d", opts->host_port);
+    snprintf(up->target, sizeof up->target, "%s:%d", opts->cfg->server_host,
+             opts->cfg->server_port);
+    atomic_init(&up->next_req_id, 1);
+    up->backoff_ms = BACKOFF_MIN_MS;
+    up->labels_json = sj_config_labels_json(opts->cfg);
+    if (up->labels_json == NULL) {
+        rc = SJ_ENOMEM;
+        goto fail;
+    }
+    pthread_mutex_init(&up->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&up->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    if (!opts->no_spool) {
+        char name[64];
+        snprintf(name, sizeof name, "results-%d", opts->host_port);
+        rc = sj_spool_open(opts->cfg->spool_dir, name, recover_report, up,
+                           &up->spool, err, errlen);
+        if (rc != 0)
+            goto fail_sync;
+        if (up->n_reports > 0)
+            SJ_INFO("spool: %zu result(s) from an earlier run will be "
+                    "delivered",
+                    up->n_reports);
+    }
+    up->link = opts->link;
+    if (pthread_create(&up->thread, NULL, upstream_thread, up) != 0) {
+        rc = SJ_ENOMEM;
+        snprintf(err, errlen, "cannot start the upstream thread");
+        goto fail_spool;
+    }
+    *out = up;
+    return 0;
+
+fail_spool:
+    sj_spool_close(up->spool);
+    while (up->rhead)
+        report_unlink(up, up->rhead);
+fail_sync:
+    pthread_cond_destroy(&up->cond);
+    pthread_mutex_destroy(&up->lock);
+fail:
+    free(up->labels_json);
+    free(up);
+    return rc;
+}
+
+void sj_upstream_stop(sj_upstream *up, int grace_ms)
+{
+    long long until;
+
+    if (up == NULL)
+        return;
+    /* Give queued logs and results a chance to leave. */
+    until = sj_mono_ms() + grace_ms;
+    pthread_mutex_lock(&up->lock);
+    up->flush_now = 1;
+    pthread_cond_signal(&up->cond);
+    while ((up->n_logs > 0 || up->n_reports > 0) && up->state == LINK_UP &&
+           sj_mono_ms() < until) {
+        pthread_mutex_unlock(&up->lock);
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&up->lock);
+        up->flush_now = 1;
+        pthread_cond_signal(&up->cond);
+    }
+    up->stopping = 1;
+    pthread_cond_signal(&up->cond);
+    pthread_mutex_unlock(&up->lock);
+    pthread_join(up->thread, NULL);
+
+    /* Cancels what is in flight; every callback runs before this returns. */
+    up->link->close(up->link);
+
+    if (up->n_logs > 0 || up->dropped_unreported > 0)
+        SJ_WARN("shutdown: %zu log line(s) could not be delivered",
+                up->n_logs + up->dropped_unreported);
+    if (up->n_reports > 0)
+        SJ_WARN("shutdown: %zu result(s) not acknowledged; kept in the "
+                "spool for the next start",
+                up->n_reports);
+    while (up->rhead)
+        report_unlink(up, up->rhead);
+    while (up->lhead) {
+        logrec *l = up->lhead;
+        up->lhead = l->next;
+        json_decref(l->rec);
+        free(l);
+    }
+    json_decref(up->drop_template);
+    sj_spool_close(up->spool);
+    for (size_t i = 0; i < up->n_names; i++)
+        free(up->names[i]);
+    free(up->names);
+    free(up->labels_json);
+    pthread_cond_destroy(&up->cond);
+    pthread_mutex_destroy(&up->lock);
+    free(up);
+}
+
+int sj_upstream_set_executors(sj_upstream *up, const char *const *names,
+                              size_t n)
+{
+    char **copy = calloc(n ? n : 1, sizeof *copy);
+
+    if (copy == NULL)
+        return SJ_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if ((copy[i] = strdup(names[i])) == NULL) {
+            while (i-- > 0)
+                free(copy[i]);
+            free(copy);
+            return SJ_ENOMEM;
+        }
+    pthread_mutex_lock(&up->lock);
+    for (size_t i = 0; i < up->n_names; i++)
+        free(up->names[i]);
+    free(up->names);
+    up->names = copy;
+    up->n_names = n;
+    up->need_register = 1;
+    pthread_cond_signal(&up->cond);
+    pthread_mutex_unlock(&up->lock);
+    return 0;
+}
+
+int sj_upstream_call(sj_upstream *up, const char *uri, const char *body,
+                     const atomic_int *cancel, sj_reply *out, char *err,
+                     size_t errlen)
+{
+    sj_request req;
+    int rc = sj_upstream_request(up, uri, body, &req);
+
+    memset(out, 0, sizeof *out);
+    if (rc != 0)
+        return rc;
+    rc = up->link->call_sync(up->link, &req, MAP_REPORT_TIMEOUT_MS, cancel,
+                             out, err, errlen);
+    sj_request_free(&req);
+    return rc;
+}
+
+int sj_upstream_connected(sj_upstream *up, char *why, size_t whylen)
+{
+    int ok;
+    pthread_mutex_lock(&up->lock);
+    ok = up->state == LINK_UP;
+    if (why != NULL)
+        snprintf(why, whylen, "%s",
+                 up->state == LINK_UNKNOWN ? "no answer yet" : up->why);
+    pthread_mutex_unlock(&up->lock);
+    return ok;
+}
+
+void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st)
+{
+    pthread_mutex_lock(&up->lock);
+    *st = up->stats;
+    st->reports_pending = up->n_reports;
+    pthread_mutex_unlock(&up->lock);
+}
