@@ -1,7 +1,263 @@
-/* Placeholder until the host entry point lands. */
+/*
+ * snailjob-lua: a SnailJob job client whose executors are Lua scripts.
+ *
+ * main() wires the units together and owns the process's life: signals,
+ * start-up order (listener before the first heartbeat, workers loaded
+ * before the first dispatch is accepted) and orderly shutdown.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "sj_config.h"
+#include "sj_endpoint.h"
+#include "sj_error.h"
+#include "sj_files.h"
+#include "sj_link.h"
+#include "sj_log.h"
+#include "sj_pool.h"
+#include "sj_transport.h"
+#include "sj_upstream.h"
+
+/* Exit codes (documented in --help and README). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,     /* a run failed, or the host could not start */
+    EXIT_USAGE = 2,    /* bad command line or configuration */
+    EXIT_EXECUTORS = 3 /* an executor file failed to load */
+};
+
+static void usage(FILE *out)
 {
-    fprintf(stderr, "snailjob-lua: not built yet\n");
-    return 1;
+    fprintf(out,
+            "usage: snailjob-lua [-c FILE] [--print-config]\n"
+            "       snailjob-lua --help | --version\n"
+            "\n"
+            "Runs a SnailJob client whose job executors are Lua scripts.\n"
+            "\n"
+            "  -c, --config FILE  Lua config file returning a table\n"
+            "      --print-config print every setting, its value and its\n"
+            "                     source, then exit\n"
+            "  -h, --help         this text\n"
+            "  -V, --version      the version\n"
+            "\n"
+            "Settings come from SNAIL_* environment variables, then ./.env,\n"
+            "then the config file, then defaults (--print-config lists "
+            "them).\n"
+            "\n"
+            "Signals: SIGINT/SIGTERM stop (running tasks get 5 s).\n"
+            "\n"
+            "Exit status: 0 ok; 1 could not start or run; 2 bad usage or\n"
+            "configuration; 3 an executor file failed to load.\n");
+}
+
+/* "c-" + 18 random digits: new at each start, no '@' (protocol.md §3.1). */
+static void make_host_id(char *buf, size_t len)
+{
+    unsigned char r[18];
+    size_t i;
+
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        for (i = 0; i < sizeof r; i++)
+            r[i] = (unsigned char)(rand() ^ getpid());
+    snprintf(buf, len, "c-");
+    for (i = 0; i < sizeof r && i + 3 < len; i++)
+        buf[2 + i] = (char)('0' + r[i] % 10);
+    buf[2 + i] = '\0';
+}
+
+static void print_config(const sj_config *cfg)
+{
+    sj_config_item it;
+
+    for (size_t i = 0; i < sj_config_count(); i++) {
+        sj_config_item_get(cfg, i, &it);
+        printf("%-24s %-32s %-8s%s%s\n", it.env, it.value,
+               sj_config_source_name(it.source), it.origin ? " " : "",
+               it.origin ? it.origin : "");
+    }
+}
+
+/* The endpoint must exist before the workers (the listener is up before
+ * the first heartbeat); until they are, dispatches are refused. */
+typedef struct host {
+    _Atomic(sj_pool *) pool;
+} host;
+
+static int host_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
+{
+    sj_pool *pool = atomic_load(&((host *)ud)->pool);
+    if (pool == NULL) {
+        snprintf(why, whylen, "snailjob-lua is starting or stopping");
+        return SJ_ECLOSED;
+    }
+    return sj_pool_dispatch(pool, t, why, whylen);
+}
+
+static void host_stop(void *ud, int64_t batch)
+{
+    sj_pool *pool = atomic_load(&((host *)ud)->pool);
+    if (pool != NULL)
+        sj_pool_stop_batch(pool, batch);
+}
+
+static int serve(const sj_config *cfg, const sj_files *files)
+{
+    host h = {0};
+    sj_endpoint ep = {.token = cfg->token,
+                      .ops = {host_dispatch, host_stop, &h}};
+    sj_server *srv = NULL;
+    sj_link *link = NULL;
+    sj_upstream *up = NULL;
+    sj_pool *pool = NULL;
+    char addr[64], target[300], host_id[32], err[1024];
+    int port = 0, rc, code = EXIT_FAIL, sig;
+    sigset_t set;
+
+    /* Signals go to this thread only: block them before any thread. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sj_transport_init();
+    make_host_id(host_id, sizeof host_id);
+    snprintf(addr, sizeof addr, "0.0.0.0:%d", cfg->host_port);
+    if ((rc = sj_server_start(addr, sj_endpoint_handle, &ep, &srv, &port))) {
+        SJ_ERROR("cannot listen on %s (is host_port %d in use?)", addr,
+                 cfg->host_port);
+        goto fail_transport;
+    }
+    snprintf(target, sizeof target, "%s:%d", cfg->server_host,
+             cfg->server_port);
+    if ((rc = sj_link_grpc(target, &link)) != 0) {
+        SJ_ERROR("cannot open a channel to %s: %s", target, sj_strerror(rc));
+        goto fail_server;
+    }
+    sj_upstream_options uo = {.cfg = cfg,
+                              .host_id = host_id,
+                              .host_port = port,
+                              .link = link};
+    if ((rc = sj_upstream_start(&uo, &up, err, sizeof err)) != 0) {
+        SJ_ERROR("%s", err);
+        link->close(link);
+        goto fail_server;
+    }
+    sj_pool_options po = {.workers = cfg->workers,
+                          .queue_size = cfg->queue_size,
+                          .files = (const char *const *)files->paths,
+                          .n_files = files->n,
+                          .lua_path = cfg->lua_path,
+                          .lua_cpath = cfg->lua_cpath,
+                          .memory_limit =
+                              (size_t)cfg->memory_limit_mb * 1024 * 1024,
+                          .up = up};
+    if ((rc = sj_pool_start(&po, &pool, err, sizeof err)) != 0) {
+        SJ_ERROR("%s", err);
+        code = rc == SJ_ELUA ? EXIT_EXECUTORS : EXIT_FAIL;
+        goto fail_upstream;
+    }
+    {
+        const char *const *names, *const *kinds;
+        size_t n = sj_pool_executors(pool, &names, &kinds);
+        sj_upstream_set_executors(up, names, n);
+        SJ_INFO("snailjob-lua %s: host %s listening on port %d, %d "
+                "worker(s), %zu executor(s), server %s",
+                SJ_VERSION, host_id, port, cfg->workers, n, target);
+        for (size_t i = 0; i < n; i++)
+            SJ_INFO("  executor %s (%s)", names[i], kinds[i]);
+    }
+    atomic_store(&h.pool, pool);
+
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            SJ_INFO("SIGHUP: reload is not supported yet; ignored");
+            continue;
+        }
+        SJ_INFO("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+    }
+    code = EXIT_OK;
+
+    atomic_store(&h.pool, NULL);
+    sj_server_stop(srv); /* no new dispatches */
+    srv = NULL;
+    sj_pool_stop(pool);
+fail_upstream:
+    sj_upstream_stop(up, 3000);
+fail_server:
+    sj_server_stop(srv);
+fail_transport:
+    sj_transport_shutdown();
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = NULL;
+    int print = 0, code;
+    sj_config cfg;
+    sj_files files;
+    char err[1024];
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("snailjob-lua %s\n", SJ_VERSION);
+            return EXIT_OK;
+        } else if (strcmp(a, "--print-config") == 0) {
+            print = 1;
+        } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) &&
+                   i + 1 < argc) {
+            file = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            file = a + 9;
+        } else {
+            fprintf(stderr, "snailjob-lua: unknown argument '%s'\n\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+
+    if (sj_config_load(&cfg, file, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "snailjob-lua: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (print) {
+        print_config(&cfg);
+        sj_config_free(&cfg);
+        return EXIT_OK;
+    }
+    sj_log_set_level((sj_log_level)sj_log_level_parse(cfg.log_level));
+    if (cfg.log_file[0] != '\0' && sj_log_open_file(cfg.log_file) != 0) {
+        fprintf(stderr, "snailjob-lua: log_file '%s': %s\n", cfg.log_file,
+                strerror(errno));
+        sj_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    if (sj_files_expand(cfg.executors, &files, err, sizeof err) != 0) {
+        fprintf(stderr, "snailjob-lua: %s\n", err);
+        sj_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    if (files.n == 0)
+        SJ_WARN("no executor files configured (SNAIL_EXECUTORS / "
+                "executors): every dispatch will fail");
+    code = serve(&cfg, &files);
+    sj_files_free(&files);
+    sj_log_open_file(NULL);
+    sj_config_free(&cfg);
+    return code;
 }

@@ -17,6 +17,9 @@
 
 #include <stddef.h>
 
+/* Room for the settings table in sj_config.c (checked there). */
+#define SJ_CONFIG__MAX_SETTINGS 32
+
 typedef enum sj_config_source {
     SJ_SRC_DEFAULT = 0,
     SJ_SRC_FILE,
@@ -31,10 +34,11 @@ typedef struct sj_config {
     int server_port;         /* SNAIL_SERVER_PORT, 17888 */
     char *host_ip;           /* SNAIL_HOST_IP, "127.0.0.1" */
     int host_port;           /* SNAIL_HOST_PORT, 17889 (0 = any free port) */
-    char *namespace_id;      /* SNAIL_NAMESPACE, "764d604e..." */
+    char *namespace_id;      /* SNAIL_NAMESPACE, file key "namespace",
+                                "764d604ec6fc45f68cd92514c40e9e1a" */
     char *group_name;        /* SNAIL_GROUP_NAME, "snail_job_demo_group" */
     char *token;             /* SNAIL_TOKEN, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj" */
-    char *labels;            /* SNAIL_LABELS, "env:dev,app:demo" (k:v,k:v) */
+    char *labels;            /* SNAIL_LABELS, "" (k:v,k:v, e.g. "env:dev") */
     char *log_level;         /* SNAIL_LOG_LEVEL, "INFO" */
     char *log_file;          /* SNAIL_LOG_FILE, "" = stderr only */
     char *executors;         /* SNAIL_EXECUTORS, ":"-separated paths/globs */
@@ -49,6 +53,12 @@ typedef struct sj_config {
     char *lua_path;          /* SNAIL_LUA_PATH, "" = Lua's default */
     char *lua_cpath;         /* SNAIL_LUA_CPATH, "" = Lua's default */
     double rpc_timeout;      /* SNAIL_RPC_TIMEOUT, 10 (seconds per call) */
+
+    /* Private to sj_config.c: where each setting came from, in
+     * sj_config_item_get order, and the paths that FILE/DOTENV refer to. */
+    sj_config_source src_[SJ_CONFIG__MAX_SETTINGS];
+    char *file_path_;        /* the -c path, NULL without one */
+    char *dotenv_path_;      /* the .env path if one was read, else NULL */
 } sj_config;
 
 /* One row of --print-config. */
@@ -67,11 +77,14 @@ typedef struct sj_config_item {
  * sentence naming the key and what is wrong, e.g.
  *   "config.lua: unknown key 'sever_port'"
  *   "SNAIL_SERVER_PORT: expected an integer from 1 to 65535, got 'abc'"
- * On success `cfg` must later be released with sj_config_free().
+ * The file may give `executors` as a list of strings and `labels` as a
+ * table {k = "v"}. On success `cfg` must later be released with
+ * sj_config_free(); on failure it holds nothing (freeing it is harmless).
  */
 int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
                    char *err, size_t errlen);
 
+/* Frees the strings and zeroes `cfg`; safe on a zeroed struct. */
 void sj_config_free(sj_config *cfg);
 
 /* Number of settings and the i-th one's effective value and source, for
@@ -82,7 +95,8 @@ void sj_config_item_get(const sj_config *cfg, size_t i, sj_config_item *out);
 const char *sj_config_source_name(sj_config_source src);
 
 /* Labels as a JSON object text that always includes "state":"up" (the
- * `label` header of /beat, protocol.md §3.1). Caller frees. NULL on ENOMEM.*/
+ * `label` header of /beat, protocol.md §3.1); a user label "state" is
+ * overridden. Caller frees with free(). NULL on ENOMEM. */
 char *sj_config_labels_json(const sj_config *cfg);
 
 #endif

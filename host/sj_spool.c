@@ -187,9 +187,12 @@ static int compact(sj_spool *sp, recs *r, sj_spool_each each, void *ud)
     int fd, rc = 0;
 
     snprintf(tmp, sizeof tmp, "%s.tmp", sp->path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* Locked before it has a name others look for, so the lock moves
+     * with the inode when it replaces the journal. */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
         return SJ_EIO;
+    flock(fd, LOCK_EX);
     int old = sp->fd;
     sp->fd = fd;
     sp->size = 0;
@@ -212,15 +215,7 @@ static int compact(sj_spool *sp, recs *r, sj_spool_each each, void *ud)
         sp->fd = old;
         return rc;
     }
-    /* Keep the lock: take it on the new inode before dropping the old. */
-    flock(fd, LOCK_EX);
-    close(old);
-    int afd = open(sp->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (afd >= 0) {
-        flock(afd, LOCK_EX);
-        close(fd);
-        sp->fd = afd;
-    }
+    close(old); /* the old inode's lock goes with it */
     return 0;
 }
 

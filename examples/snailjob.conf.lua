@@ -1,0 +1,28 @@
+-- snailjob.conf.lua - every setting of snailjob-lua with its default.
+-- Use with `snailjob-lua -c snailjob.conf.lua`. The file is a Lua chunk that
+-- returns a table; SNAIL_<KEY> in the environment or in ./.env overrides any
+-- key here (namespace: SNAIL_NAMESPACE). Unknown keys are an error.
+return {
+  server_host = "127.0.0.1",                           -- SnailJob server address
+  server_port = 17888,                                 -- server gRPC port (1-65535)
+  host_ip = "127.0.0.1",                               -- address the server dials back
+  host_port = 17889,                                   -- this client's gRPC port (0 = any free port)
+  namespace = "764d604ec6fc45f68cd92514c40e9e1a",      -- namespace id from the console
+  group_name = "snail_job_demo_group",                 -- group, created in the console beforehand
+  token = "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj",       -- the group's token
+  labels = "",                                         -- "k:v,k:v" or { env = "prod" }; "state":"up" is always sent
+  log_level = "INFO",                                  -- DEBUG, INFO, WARN/WARNING, ERROR/CRITICAL
+  log_file = "",                                       -- also append the host log here ("" = stderr only)
+  executors = "",                                      -- executor files, dirs or globs: "a:b" or { "jobs/", "x.lua" }
+  workers = 4,                                         -- worker threads, one Lua state each (1-1024)
+  beat_interval = 10,                                  -- heartbeat seconds, fractions allowed (> 0, <= 30)
+  executor_type = 2,                                   -- type announced to the server: 1 Java, 2 Python, 3 Go
+  queue_size = 1024,                                   -- tasks that may wait for a worker
+  log_remote_interval = 1,                             -- seconds between task-log uploads
+  log_remote_buffer_size = 50,                         -- task-log records per upload
+  spool_dir = ".snailjob-spool",                       -- where unsent reports wait for the server
+  memory_limit_mb = 256,                               -- memory cap per Lua state, MiB
+  lua_path = "",                                       -- package.path for executors ("" = Lua's default)
+  lua_cpath = "",                                      -- package.cpath for executors ("" = Lua's default)
+  rpc_timeout = 10,                                    -- seconds per call to the server
+}

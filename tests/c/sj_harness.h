@@ -1,0 +1,244 @@
+/*
+ * sj_harness.h - end-to-end test support: run the real snailjob-lua binary
+ * as a child process against the in-process emulator.
+ *
+ * Header-only (each test is one program). The binary comes from $SJ_BINARY
+ * (CTest sets it). Each host runs in its own temporary directory, with its
+ * stderr captured to <dir>/host.log for assertions.
+ */
+#ifndef SJ_HARNESS_H
+#define SJ_HARNESS_H
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int h_failures;
+
+#define CHECK(c)                                                               \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,  \
+                    #c);                                                       \
+            h_failures++;                                                      \
+        }                                                                      \
+    } while (0)
+
+#define CHECKF(c, ...)                                                         \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,  \
+                    #c);                                                       \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+            h_failures++;                                                      \
+        }                                                                      \
+    } while (0)
+
+/* Timing bounds scale under valgrind and sanitizers (SJ_TIME_FACTOR). */
+static inline long long h_factor(void)
+{
+    const char *f = getenv("SJ_TIME_FACTOR");
+    return f != NULL && atoi(f) > 0 ? atoi(f) : 1;
+}
+#define H_MS(x) ((long long)(x) * h_factor())
+
+static inline long long h_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline void h_sleep_ms(long long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* A port nobody listens on right now. */
+static inline int h_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static inline void h_write_file(const char *dir, const char *name,
+                                const char *text)
+{
+    char path[1024];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "w");
+    if (f != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* Whole file as a malloc'd string ("" if missing). */
+static inline char *h_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    long n;
+
+    if (f == NULL)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    n = (long)fread(buf, 1, (size_t)n, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+typedef struct h_host {
+    pid_t pid;
+    int port;
+    char dir[256];
+    char log[300];
+} h_host;
+
+/* A fresh working directory with executors/ inside. */
+static inline void h_host_dir(h_host *h)
+{
+    char tmpl[] = "/tmp/sj-e2e-XXXXXX";
+    char sub[300];
+
+    memset(h, 0, sizeof *h);
+    snprintf(h->dir, sizeof h->dir, "%s", mkdtemp(tmpl));
+    snprintf(sub, sizeof sub, "%s/executors", h->dir);
+    mkdir(sub, 0700);
+    snprintf(h->log, sizeof h->log, "%s/host.log", h->dir);
+}
+
+/*
+ * Start the binary in h->dir with the given server port and extra
+ * "NAME=value" settings (NULL-terminated). Executors default to
+ * <dir>/executors, the beat interval to 0.5 s, the port to a free one
+ * (h->port, kept across restarts when already set).
+ */
+static inline void h_host_start(h_host *h, int server_port, ...)
+{
+    const char *bin = getenv("SJ_BINARY");
+    va_list ap;
+    char buf[512];
+    pid_t pid;
+
+    if (h->port == 0)
+        h->port = h_free_port();
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        if (chdir(h->dir) != 0)
+            _exit(127);
+        for (char **e = __environ; *e != NULL;) { /* no SNAIL_* leaks in */
+            if (strncmp(*e, "SNAIL_", 6) == 0) {
+                char name[128];
+                snprintf(name, sizeof name, "%.*s",
+                         (int)(strchr(*e, '=') - *e), *e);
+                unsetenv(name);
+            } else {
+                e++;
+            }
+        }
+        setenv("SNAIL_SERVER_HOST", "127.0.0.1", 1);
+        snprintf(buf, sizeof buf, "%d", server_port);
+        setenv("SNAIL_SERVER_PORT", buf, 1);
+        snprintf(buf, sizeof buf, "%d", h->port);
+        setenv("SNAIL_HOST_PORT", buf, 1);
+        setenv("SNAIL_HOST_IP", "127.0.0.1", 1);
+        setenv("SNAIL_EXECUTORS", "executors", 1);
+        setenv("SNAIL_BEAT_INTERVAL", "0.5", 1);
+        setenv("SNAIL_LOG_LEVEL", "DEBUG", 1);
+        setenv("SNAIL_WORKERS", "2", 1);
+        va_start(ap, server_port);
+        for (const char *kv; (kv = va_arg(ap, const char *)) != NULL;) {
+            const char *eq = strchr(kv, '=');
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - kv), kv);
+            setenv(name, eq + 1, 1);
+        }
+        va_end(ap);
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    h->pid = pid;
+}
+
+/* Signal the host and wait for it; returns its exit status (or 128+sig). */
+static inline int h_host_stop(h_host *h, int sig)
+{
+    int status = 0;
+
+    if (h->pid <= 0)
+        return -1;
+    kill(h->pid, sig);
+    for (int i = 0; i < 3000; i++) { /* 30 s at most */
+        if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            h->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status)
+                                     : 128 + WTERMSIG(status);
+        }
+        h_sleep_ms(10);
+    }
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, &status, 0);
+    h->pid = 0;
+    return -1;
+}
+
+/* 1 while the host process is alive. */
+static inline int h_host_alive(h_host *h)
+{
+    int status;
+    return h->pid > 0 && waitpid(h->pid, &status, WNOHANG) == 0;
+}
+
+/* 1 if the host's log contains `needle`. */
+static inline int h_log_has(h_host *h, const char *needle)
+{
+    char *log = h_read_file(h->log);
+    int has = strstr(log, needle) != NULL;
+    free(log);
+    return has;
+}
+
+/* Remove the host's directory. */
+static inline void h_host_cleanup(h_host *h)
+{
+    char cmd[400];
+    if (getenv("SJ_KEEP") != NULL) {
+        fprintf(stderr, "kept %s\n", h->dir);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", h->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", h->dir);
+}
+
+#endif
