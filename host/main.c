@@ -77,7 +77,7 @@ static void print_config(const sj_config *cfg)
 
     for (size_t i = 0; i < sj_config_count(); i++) {
         sj_config_item_get(cfg, i, &it);
-        printf("%-24s %-32s %-8s%s%s\n", it.env, it.value,
+        printf("%-28s %-36s %-8s%s%s\n", it.env, it.value,
                sj_config_source_name(it.source), it.origin ? " " : "",
                it.origin ? it.origin : "");
     }
