@@ -2091,8 +2091,10 @@ int sj_srv_nodes(sj_srv *srv, sj_srv_node_info **out, size_t *n)
 
     pthread_mutex_lock(&srv->mu);
     sorted = xcalloc(srv->n_nodes, sizeof *sorted);
-    memcpy(sorted, srv->nodes, srv->n_nodes * sizeof *sorted);
-    qsort(sorted, srv->n_nodes, sizeof *sorted, cmp_node);
+    if (srv->n_nodes > 0) { /* srv->nodes may be NULL */
+        memcpy(sorted, srv->nodes, srv->n_nodes * sizeof *sorted);
+        qsort(sorted, srv->n_nodes, sizeof *sorted, cmp_node);
+    }
     v = xcalloc(srv->n_nodes, sizeof *v);
     for (size_t i = 0; i < srv->n_nodes; i++) {
         const node *x = sorted[i];
