@@ -14,13 +14,16 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "sj_check.h"
 #include "sj_config.h"
 #include "sj_endpoint.h"
 #include "sj_error.h"
 #include "sj_files.h"
 #include "sj_link.h"
+#include "sj_local.h"
 #include "sj_log.h"
 #include "sj_pool.h"
+#include "sj_reload.h"
 #include "sj_transport.h"
 #include "sj_upstream.h"
 
@@ -36,6 +39,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: snailjob-lua [-c FILE] [--print-config]\n"
+            "       snailjob-lua [-c FILE] run EXECUTOR [run options]\n"
+            "       snailjob-lua [-c FILE] check\n"
             "       snailjob-lua --help | --version\n"
             "\n"
             "Runs a SnailJob client whose job executors are Lua scripts.\n"
@@ -46,11 +51,35 @@ static void usage(FILE *out)
             "  -h, --help         this text\n"
             "  -V, --version      the version\n"
             "\n"
+            "run EXECUTOR: run one executor end to end with no server; an\n"
+            "embedded SnailJob server emulation dispatches it to the host's\n"
+            "own workers and prints every task, the result and the logs.\n"
+            "  --type T           cluster|broadcast|sharding|map|mapreduce\n"
+            "                     (default: as declared: job -> cluster,\n"
+            "                     map -> map, map_reduce -> mapreduce)\n"
+            "  --params TEXT      the job parameter text (sharding: a JSON\n"
+            "                     list of strings, one per shard)\n"
+            "  --shards N         reduce tasks of a mapreduce (default 1)\n"
+            "  --nodes N          simulated hosts (broadcast: one task each)\n"
+            "  --wf-context JSON  run as a workflow node with this context\n"
+            "  --timeout SECONDS  executor/batch timeout (default 60)\n"
+            "  --json             print one JSON object instead of text\n"
+            "  Exit status: 0 SUCCESS; 1 FAIL or STOP, or no such executor;\n"
+            "  2 bad usage or configuration; 3 an executor file failed to\n"
+            "  load.\n"
+            "\n"
+            "check: validate the config, load every executor file, list the\n"
+            "executors and their kinds, send one heartbeat to the server.\n"
+            "  Exit status: 0 all good; 1 server unreachable or token\n"
+            "  refused; 2 configuration error; 3 an executor file failed to\n"
+            "  load.\n"
+            "\n"
             "Settings come from SNAIL_* environment variables, then ./.env,\n"
             "then the config file, then defaults (--print-config lists "
             "them).\n"
             "\n"
-            "Signals: SIGINT/SIGTERM stop (running tasks get 5 s).\n"
+            "Signals: SIGINT/SIGTERM stop (running tasks get 5 s); SIGHUP\n"
+            "reloads the executor files (so does changing one of them).\n"
             "\n"
             "Exit status: 0 ok; 1 could not start or run; 2 bad usage or\n"
             "configuration; 3 an executor file failed to load.\n");
@@ -108,7 +137,7 @@ static void host_stop(void *ud, int64_t batch)
 
 static int serve(const sj_config *cfg, const sj_files *files)
 {
-    host h = {0};
+    host h = {NULL};
     sj_endpoint ep = {.token = cfg->token,
                       .ops = {host_dispatch, host_stop, &h}};
     sj_server *srv = NULL;
@@ -175,12 +204,17 @@ static int serve(const sj_config *cfg, const sj_files *files)
             SJ_INFO("  executor %s (%s)", names[i], kinds[i]);
     }
     atomic_store(&h.pool, pool);
+    sj_reload_options ro = {.spec = cfg->executors, .pool = pool, .up = up};
+    sj_reload *reload = NULL;
+    if (sj_reload_start(&ro, &reload) != 0)
+        SJ_WARN("hot reload is unavailable (cannot start the watcher)");
 
     for (;;) {
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            SJ_INFO("SIGHUP: reload is not supported yet; ignored");
+            if (reload != NULL)
+                sj_reload_kick(reload, "SIGHUP");
             continue;
         }
         SJ_INFO("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -191,6 +225,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
     atomic_store(&h.pool, NULL);
     sj_server_stop(srv); /* no new dispatches */
     srv = NULL;
+    sj_reload_stop(reload);
     sj_pool_stop(pool);
 fail_upstream:
     sj_upstream_stop(up, 3000);
@@ -198,6 +233,224 @@ fail_server:
     sj_server_stop(srv);
 fail_transport:
     sj_transport_shutdown();
+    return code;
+}
+
+/* ---- subcommands: run, check -------------------------------------------- */
+
+/* Config, log and executor files as the host would set them up, but quiet
+ * (WARN) unless a log level was configured: their output is the report.
+ * EXIT_OK or EXIT_USAGE (message printed). */
+static int setup(const char *cmd, const char *file, sj_config *cfg,
+                 sj_files *files)
+{
+    sj_config_item it;
+    int level;
+    char err[1024];
+
+    memset(files, 0, sizeof *files);
+    if (sj_config_load(cfg, file, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "snailjob-lua %s: config: %s\n", cmd, err);
+        return EXIT_USAGE;
+    }
+    level = sj_log_level_parse(cfg->log_level);
+    for (size_t i = 0; i < sj_config_count(); i++) {
+        sj_config_item_get(cfg, i, &it);
+        if (strcmp(it.key, "log_level") == 0 && it.source == SJ_SRC_DEFAULT)
+            level = SJ_LOG_WARN;
+    }
+    sj_log_set_level((sj_log_level)level);
+    if (cfg->log_file[0] != '\0' && sj_log_open_file(cfg->log_file) != 0) {
+        fprintf(stderr, "snailjob-lua %s: config: log_file '%s': %s\n", cmd,
+                cfg->log_file, strerror(errno));
+        sj_config_free(cfg);
+        return EXIT_USAGE;
+    }
+    if (sj_files_expand(cfg->executors, files, err, sizeof err) != 0) {
+        fprintf(stderr, "snailjob-lua %s: config: %s\n", cmd, err);
+        sj_log_open_file(NULL);
+        sj_config_free(cfg);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+static void teardown(sj_config *cfg, sj_files *files)
+{
+    sj_files_free(files);
+    sj_log_open_file(NULL);
+    sj_config_free(cfg);
+}
+
+/* A whole positive number for `opt`, or -1 (message printed). */
+static int positive(const char *opt, const char *text, int max)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+
+    if (text[0] == '\0' || *end != '\0' || v < 1 || v > max) {
+        fprintf(stderr,
+                "snailjob-lua run: %s: expected a number from 1 to %d, "
+                "got '%s'\n",
+                opt, max, text);
+        return -1;
+    }
+    return (int)v;
+}
+
+/* argv: what follows "run". */
+static int cmd_run(int argc, char **argv, const char *file)
+{
+    sj_local_options o = {.handle_signals = 1};
+    sj_local_report r;
+    sj_config cfg;
+    sj_files files;
+    char err[2048];
+    int json = 0, code, rc;
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = strcmp(a, "--type") == 0 || strcmp(a, "--params") == 0 ||
+                    strcmp(a, "--shards") == 0 || strcmp(a, "--nodes") == 0 ||
+                    strcmp(a, "--wf-context") == 0 ||
+                    strcmp(a, "--timeout") == 0 || strcmp(a, "-c") == 0 ||
+                    strcmp(a, "--config") == 0;
+        if (takes && v == NULL) {
+            fprintf(stderr, "snailjob-lua run: %s needs a value\n", a);
+            return EXIT_USAGE;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "--type") == 0) {
+            if ((o.task_type = sj_local_type_parse(v)) == 0) {
+                fprintf(stderr,
+                        "snailjob-lua run: --type: expected cluster, "
+                        "broadcast, sharding, map or mapreduce, got '%s'\n",
+                        v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--params") == 0) {
+            o.params = argv[++i];
+        } else if (strcmp(a, "--wf-context") == 0) {
+            o.wf_context = argv[++i];
+        } else if (strcmp(a, "--shards") == 0) {
+            if ((o.shards = positive(a, argv[++i], 1000)) < 0)
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--nodes") == 0) {
+            if ((o.nodes = positive(a, argv[++i], 64)) < 0)
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--timeout") == 0) {
+            if ((o.timeout_s = positive(a, argv[++i], 86400)) < 0)
+                return EXIT_USAGE;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            file = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            file = a + 9;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "snailjob-lua run: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        } else if (o.executor == NULL) {
+            o.executor = a;
+        } else {
+            fprintf(stderr,
+                    "snailjob-lua run: one executor at a time ('%s' and "
+                    "'%s')\n",
+                    o.executor, a);
+            return EXIT_USAGE;
+        }
+    }
+    if (o.executor == NULL) {
+        fprintf(stderr, "snailjob-lua run: which executor? (snailjob-lua "
+                        "check lists them)\n\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if ((code = setup("run", file, &cfg, &files)) != EXIT_OK)
+        return code;
+    if (files.n == 0) {
+        fprintf(stderr, "snailjob-lua run: no executor files configured "
+                        "(SNAIL_EXECUTORS / executors)\n");
+        teardown(&cfg, &files);
+        return EXIT_USAGE;
+    }
+    o.cfg = &cfg;
+    o.files = (const char *const *)files.paths;
+    o.n_files = files.n;
+    rc = sj_local_run(&o, &r, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "snailjob-lua run: %s\n", err);
+        code = rc == SJ_EINVAL   ? EXIT_USAGE
+               : rc == SJ_ELUA ? EXIT_EXECUTORS
+                               : EXIT_FAIL;
+    } else {
+        if (json)
+            sj_local_print_json(&r, stdout);
+        else
+            sj_local_print(&r, stdout);
+        fflush(stdout);
+        code = r.status == SJ_SRV_SUCCESS ? EXIT_OK : EXIT_FAIL;
+    }
+    sj_local_report_free(&r);
+    teardown(&cfg, &files);
+    return code;
+}
+
+/* argv: what follows "check". */
+static int cmd_check(int argc, char **argv, const char *file)
+{
+    sj_config cfg;
+    sj_files files;
+    char err[2048];
+    int code, rc;
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) &&
+            i + 1 < argc) {
+            file = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            file = a + 9;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else {
+            fprintf(stderr, "snailjob-lua check: unknown argument '%s'\n\n",
+                    a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if ((code = setup("check", file, &cfg, &files)) != EXIT_OK)
+        return code;
+    printf("config: ok (%s)\n", file != NULL ? file : "no config file");
+    if (files.n == 0) {
+        fprintf(stderr, "snailjob-lua check: config: no executor files "
+                        "configured (SNAIL_EXECUTORS / executors)\n");
+        teardown(&cfg, &files);
+        return EXIT_USAGE;
+    }
+    rc = sj_check_executors(&cfg, (const char *const *)files.paths, files.n,
+                            stdout, err, sizeof err);
+    if (rc != 0) {
+        fflush(stdout);
+        fprintf(stderr, "snailjob-lua check: executors: %s\n", err);
+        teardown(&cfg, &files);
+        return EXIT_EXECUTORS;
+    }
+    rc = sj_check_server(&cfg, 3000, stdout, err, sizeof err);
+    fflush(stdout);
+    if (rc != 0) {
+        fprintf(stderr, "snailjob-lua check: %s\n", err);
+        code = EXIT_FAIL;
+    } else {
+        printf("check: ok\n");
+    }
+    teardown(&cfg, &files);
     return code;
 }
 
@@ -224,6 +477,10 @@ int main(int argc, char **argv)
             file = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             file = a + 9;
+        } else if (strcmp(a, "run") == 0) {
+            return cmd_run(argc - i - 1, argv + i + 1, file);
+        } else if (strcmp(a, "check") == 0) {
+            return cmd_check(argc - i - 1, argv + i + 1, file);
         } else {
             fprintf(stderr, "snailjob-lua: unknown argument '%s'\n\n", a);
             usage(stderr);

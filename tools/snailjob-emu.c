@@ -177,7 +177,7 @@ int main(int argc, char **argv)
     sj_emu *emu;
 
     memset(&cfg, 0, sizeof cfg);
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --option VALUE pairs */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
             usage();
@@ -195,7 +195,6 @@ int main(int argc, char **argv)
             usage();
             return 2;
         }
-        i++;
     }
 
     memset(&sa, 0, sizeof sa);
