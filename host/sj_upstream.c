@@ -190,6 +190,16 @@ static void beat_done(void *ud, int err, const char *detail,
     pthread_mutex_lock(&up->lock);
     up->beat_in_flight = 0;
     if (err == 0 && reply->status == SJ_STATUS_YES) {
+        if (up->state != LINK_UP) {
+            /* The server is back: resend now rather than when each
+             * report's backoff runs out. */
+            for (report *r = up->rhead; r != NULL; r = r->next)
+                if (!r->in_flight) {
+                    r->next_try = now;
+                    r->failures = 0;
+                }
+            up->log_retry_at = 0;
+        }
         set_state(up, LINK_UP, "");
         up->stats.beats_ok++;
         up->backoff_ms = BACKOFF_MIN_MS;
@@ -506,10 +516,14 @@ static void logs_done(void *ud, int err, const char *detail,
 static void send_logs(sj_upstream *up)
 {
     json_t *list = json_array(), *args;
-    size_t n = 0;
+    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size;
     char *body;
 
-    for (logrec *l = up->lhead; l && n < LOG_BATCH_MAX; l = l->next, n++)
+    /* A batch holds at most log_remote_buffer_size records (Java's window
+     * of 50); a backlog leaves as several batches, one after another. */
+    if (max == 0 || max > LOG_BATCH_MAX)
+        max = LOG_BATCH_MAX;
+    for (logrec *l = up->lhead; l && n < max; l = l->next, n++)
         json_array_append(list, l->rec);
     args = json_pack("[o]", list);
     body = json_dumps(args, JSON_COMPACT);
@@ -517,7 +531,8 @@ static void send_logs(sj_upstream *up)
     if (body == NULL)
         return;
     up->logs_in_flight = n;
-    up->flush_now = 0;
+    if (n == up->n_logs) /* a flush covers the whole queue */
+        up->flush_now = 0;
     if (start_call(up, "/batch/server/report/log", body, logs_done, up) != 0)
         up->logs_in_flight = 0;
     free(body);
