@@ -135,6 +135,13 @@ static void host_stop(void *ud, int64_t batch)
         sj_pool_stop_batch(pool, batch);
 }
 
+/* Channel reconnect cap: a quarter of the beat interval, 20 ms to 1 s. */
+static int reconnect_ms(const sj_config *cfg)
+{
+    int ms = (int)(cfg->beat_interval * 1000.0 / 4);
+    return ms < 20 ? 20 : ms > 1000 ? 1000 : ms;
+}
+
 static int serve(const sj_config *cfg, const sj_files *files)
 {
     host h = {NULL};
@@ -166,7 +173,10 @@ static int serve(const sj_config *cfg, const sj_files *files)
     }
     snprintf(target, sizeof target, "%s:%d", cfg->server_host,
              cfg->server_port);
-    if ((rc = sj_link_grpc(target, &link)) != 0) {
+    /* Reconnect well within one heartbeat interval (at most every 1 s), so
+     * the host re-registers within about one interval of the server's
+     * return (issue 2). */
+    if ((rc = sj_link_grpc_opts(target, reconnect_ms(cfg), &link)) != 0) {
         SJ_ERROR("cannot open a channel to %s: %s", target, sj_strerror(rc));
         goto fail_server;
     }

@@ -56,8 +56,10 @@ static void on_stop(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
              "stop body must be [{\"taskBatchId\":<integer>,...}]");
         return;
     }
-    SJ_INFO("stop requested for batch %lld",
-            (long long)json_integer_value(id));
+    /* DEBUG: the server sends one stop per task row, also as cleanup after
+     * every batch; sj_pool_stop_batch logs at INFO what it did stop. */
+    SJ_DEBUG("stop requested for batch %lld",
+             (long long)json_integer_value(id));
     ep->ops.stop(ep->ops.ud, json_integer_value(id));
     json_decref(root);
     sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");

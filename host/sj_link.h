@@ -33,4 +33,10 @@ struct sj_link {
 /* A link over one long-lived gRPC channel to "host:port". */
 int sj_link_grpc(const char *target, sj_link **out);
 
+/* The same with the channel's reconnect backoff capped at max_reconnect_ms
+ * (<= 0: 1000, as sj_link_grpc): a server that comes back is reached again
+ * within about that time, so a host with a short heartbeat re-registers
+ * within one interval. */
+int sj_link_grpc_opts(const char *target, int max_reconnect_ms, sj_link **out);
+
 #endif
