@@ -394,7 +394,7 @@ static int cmd_run(int argc, char **argv, const char *file)
     rc = sj_local_run(&o, &r, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "snailjob-lua run: %s\n", err);
-        code = rc == SJ_EINVAL   ? EXIT_USAGE
+        code = rc == SJ_EINVAL ? EXIT_USAGE
                : rc == SJ_ELUA ? EXIT_EXECUTORS
                                : EXIT_FAIL;
     } else {
@@ -429,8 +429,7 @@ static int cmd_check(int argc, char **argv, const char *file)
             usage(stdout);
             return EXIT_OK;
         } else {
-            fprintf(stderr, "snailjob-lua check: unknown argument '%s'\n\n",
-                    a);
+            fprintf(stderr, "snailjob-lua check: unknown argument '%s'\n\n", a);
             usage(stderr);
             return EXIT_USAGE;
         }
