@@ -1,7 +1,9 @@
 #include "sj_pool.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +21,33 @@ typedef struct qnode {
     sj_task *t;
 } qnode;
 
+/*
+ * One generation of executor code: the file list, each file's text as read
+ * when the generation was made, and the executors it declares. Immutable
+ * once published; shared by reference count (the pool holds one for its
+ * current generation, each worker one for the generation its VM was built
+ * from), freed by whoever drops the last reference.
+ */
+typedef struct gen {
+    atomic_int refs;
+    unsigned long long number;
+    size_t n;
+    char **paths;
+    char **texts;
+    size_t *lens;
+    char **names; /* executor names and kinds, sorted by name */
+    char **kinds;
+    size_t n_names;
+} gen;
+
 typedef struct worker {
     sj_pool *pool;
     int index;
     pthread_t thread;
     sj_vm *vm;          /* this thread's only */
+    gen *gen;           /* what vm was built from; this thread's only */
+    unsigned long long failed_gen; /* last generation it could not build */
+    atomic_ullong gen_number;      /* gen->number, for other threads */
     sj_task *current;   /* guarded by pool->lock */
     int ready;          /* 1 loaded, -1 failed; guarded by pool->lock */
 } worker;
@@ -39,11 +63,103 @@ struct sj_pool {
     int n_workers;
     pthread_t watchdog;
     char load_error[1024];
-    /* executor list, from worker 0's VM at start */
-    char **names;
-    char **kinds;
-    size_t n_names;
+    gen *gen;                    /* current generation; guarded by lock */
+    pthread_mutex_t reload_lock; /* one sj_pool_reload at a time */
 };
+
+/* ---- generations ------------------------------------------------------- */
+
+static void gen_unref(gen *g)
+{
+    if (g == NULL || atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < g->n; i++) {
+        free(g->paths[i]);
+        free(g->texts[i]);
+    }
+    free(g->paths);
+    free(g->texts);
+    free(g->lens);
+    sj_vm_executor_list_free(g->names, g->kinds, g->n_names);
+    free(g);
+}
+
+static gen *gen_ref(gen *g)
+{
+    atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
+static int read_text(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, *v;
+    size_t n = 0, cap = 0, got;
+
+    if (f == NULL)
+        return -1;
+    do {
+        if (cap - n < 4096) {
+            cap = cap ? 2 * cap : 8192;
+            if ((v = realloc(buf, cap + 1)) == NULL) {
+                free(buf);
+                fclose(f);
+                errno = ENOMEM;
+                return -1;
+            }
+            buf = v;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+    } while (got > 0);
+    if (ferror(f)) {
+        free(buf);
+        fclose(f);
+        errno = EIO;
+        return -1;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+/* A generation (number 0, one reference, no executor list yet) holding a
+ * snapshot of every file. SJ_ENOENT with `err` naming an unreadable file. */
+static int gen_new(const char *const *files, size_t n, gen **out, char *err,
+                   size_t errlen)
+{
+    gen *g = calloc(1, sizeof *g);
+
+    if (g == NULL)
+        goto fail_mem;
+    atomic_init(&g->refs, 1);
+    g->paths = calloc(n ? n : 1, sizeof *g->paths);
+    g->texts = calloc(n ? n : 1, sizeof *g->texts);
+    g->lens = calloc(n ? n : 1, sizeof *g->lens);
+    if (g->paths == NULL || g->texts == NULL || g->lens == NULL)
+        goto fail_mem;
+    g->n = n; /* gen_unref frees the NULL slots too */
+    for (size_t i = 0; i < n; i++) {
+        if ((g->paths[i] = strdup(files[i])) == NULL)
+            goto fail_mem;
+        if (read_text(files[i], &g->texts[i], &g->lens[i]) != 0) {
+            snprintf(err, errlen, "cannot read executor file %s: %s",
+                     files[i], strerror(errno));
+            gen_unref(g);
+            return SJ_ENOENT;
+        }
+    }
+    *out = g;
+    return 0;
+fail_mem:
+    if (g != NULL && (g->paths == NULL || g->texts == NULL || g->lens == NULL))
+        g->n = 0;
+    gen_unref(g);
+    snprintf(err, errlen, "out of memory reading the executor files");
+    return SJ_ENOMEM;
+}
 
 /* ---- VM callbacks (worker threads) ------------------------------------ */
 
@@ -179,21 +295,55 @@ static void run_task(worker *w, sj_task *t)
     sj_run_free(&run);
 }
 
-static int open_vm(worker *w, char *err, size_t errlen)
+/* A VM built from generation g's snapshot, on the calling thread. */
+static int open_vm(sj_pool *pool, const gen *g, sj_vm **vm, char *err,
+                   size_t errlen)
 {
-    sj_pool *pool = w->pool;
     sj_vm_options vo;
 
     memset(&vo, 0, sizeof vo);
-    vo.files = pool->opts.files;
-    vo.n_files = pool->opts.n_files;
+    vo.files = (const char *const *)g->paths;
+    vo.n_files = g->n;
+    vo.sources = (const char *const *)g->texts;
+    vo.source_lens = g->lens;
     vo.lua_path = pool->opts.lua_path;
     vo.lua_cpath = pool->opts.lua_cpath;
     vo.memory_limit = pool->opts.memory_limit;
     vo.task_log = task_log;
     vo.map_report = map_report;
     vo.ud = pool;
-    return sj_vm_open(&vo, &w->vm, err, errlen);
+    return sj_vm_open(&vo, vm, err, errlen);
+}
+
+/*
+ * Build w's VM from the pool's current generation and switch to it; the
+ * previous VM (if any) is closed only once the new one stands. Called
+ * with pool->lock held, which is released while building. Returns 0 or
+ * the sj_vm_open error, leaving w's VM and generation as they were.
+ */
+static int rebuild(worker *w, char *err, size_t errlen)
+{
+    sj_pool *pool = w->pool;
+    gen *g = gen_ref(pool->gen);
+    long long t0 = sj_mono_ms();
+    sj_vm *vm = NULL;
+    int rc;
+
+    pthread_mutex_unlock(&pool->lock);
+    rc = open_vm(pool, g, &vm, err, errlen);
+    if (rc == 0) {
+        sj_vm_close(w->vm);
+        w->vm = vm;
+        gen_unref(w->gen);
+        w->gen = g;
+        atomic_store(&w->gen_number, g->number);
+        SJ_DEBUG("worker-%d on generation %llu (built in %lld ms)", w->index,
+                 g->number, sj_mono_ms() - t0);
+    } else {
+        gen_unref(g);
+    }
+    pthread_mutex_lock(&pool->lock);
+    return rc;
 }
 
 static void *worker_thread(void *arg)
@@ -205,13 +355,32 @@ static void *worker_thread(void *arg)
 
     snprintf(name, sizeof name, "worker-%d", w->index);
     sj_log_thread_name(name);
-    rc = open_vm(w, err, sizeof err);
     pthread_mutex_lock(&pool->lock);
+    rc = rebuild(w, err, sizeof err);
     w->ready = rc == 0 ? 1 : -1;
     if (rc != 0 && pool->load_error[0] == '\0')
         snprintf(pool->load_error, sizeof pool->load_error, "%s", err);
     pthread_cond_broadcast(&pool->cond);
     while (rc == 0 && !pool->shutting_down) {
+        gen *cur = pool->gen;
+        if (w->vm == NULL ||
+            (cur != w->gen && cur->number != w->failed_gen)) {
+            /* Between tasks: a new generation was published (or the last
+             * run spoiled the VM). A task never sees the switch. */
+            unsigned long long had = w->gen->number;
+            if (rebuild(w, err, sizeof err) == 0)
+                continue;
+            if (w->vm == NULL) {
+                SJ_ERROR("worker-%d cannot rebuild its Lua state: %s",
+                         w->index, err);
+                break;
+            }
+            w->failed_gen = cur->number;
+            SJ_ERROR("worker-%d cannot build generation %llu and keeps "
+                     "generation %llu: %s",
+                     w->index, cur->number, had, err);
+            continue;
+        }
         sj_task *t = take_task(pool);
         if (t == NULL) {
             pthread_cond_wait(&pool->cond, &pool->lock);
@@ -222,25 +391,25 @@ static void *worker_thread(void *arg)
 
         run_task(w, t);
         if (sj_vm_needs_rebuild(w->vm)) {
-            /* Interrupted or out of memory: start from a clean state. */
+            /* Interrupted or out of memory: the loop's top builds a clean
+             * state (from the newest generation) before the next task. */
             sj_vm_close(w->vm);
             w->vm = NULL;
-            if (open_vm(w, err, sizeof err) != 0) {
-                SJ_ERROR("worker-%d cannot rebuild its Lua state: %s",
-                         w->index, err);
-            }
         }
 
         pthread_mutex_lock(&pool->lock);
         w->current = NULL;
         sj_task_free(t);
-        if (w->vm == NULL)
-            break;
-        pthread_cond_broadcast(&pool->cond); /* a batch slot freed */
+        /* A batch slot freed: only tasks still queued can want it (waking
+         * every idle worker after every task costs a switch each). */
+        if (pool->queued > 0)
+            pthread_cond_broadcast(&pool->cond);
     }
     pthread_mutex_unlock(&pool->lock);
     sj_vm_close(w->vm);
     w->vm = NULL;
+    gen_unref(w->gen);
+    w->gen = NULL;
     return NULL;
 }
 
@@ -367,8 +536,18 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
         free(pool);
         return SJ_ENOMEM;
     }
+    if ((rc = gen_new(opts->files, opts->n_files, &pool->gen, err,
+                      errlen)) != 0) {
+        free(pool->workers);
+        free(pool);
+        return rc == SJ_ENOENT ? SJ_ELUA : rc;
+    }
+    pool->gen->number = 1;
+    pool->opts.files = NULL; /* borrowed; the generation has its own copy */
+    pool->opts.n_files = 0;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->cond, NULL);
+    pthread_mutex_init(&pool->reload_lock, NULL);
 
     for (int i = 0; i < pool->n_workers; i++) {
         worker *w = &pool->workers[i];
@@ -399,8 +578,8 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
     }
     pthread_mutex_unlock(&pool->lock);
     if (rc == 0)
-        rc = sj_vm_executor_list(pool->workers[0].vm, &pool->names,
-                                 &pool->kinds, &pool->n_names);
+        rc = sj_vm_executor_list(pool->workers[0].vm, &pool->gen->names,
+                                 &pool->gen->kinds, &pool->gen->n_names);
     if (rc == 0 &&
         pthread_create(&pool->watchdog, NULL, watchdog_thread, pool) != 0)
         rc = SJ_ENOMEM;
@@ -411,7 +590,8 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
         pthread_mutex_unlock(&pool->lock);
         for (int i = 0; i < started; i++)
             pthread_join(pool->workers[i].thread, NULL);
-        sj_vm_executor_list_free(pool->names, pool->kinds, pool->n_names);
+        gen_unref(pool->gen);
+        pthread_mutex_destroy(&pool->reload_lock);
         pthread_cond_destroy(&pool->cond);
         pthread_mutex_destroy(&pool->lock);
         free(pool->workers);
@@ -463,7 +643,8 @@ void sj_pool_stop(sj_pool *pool)
     for (int i = 0; i < pool->n_workers; i++)
         pthread_join(pool->workers[i].thread, NULL);
     pthread_join(pool->watchdog, NULL);
-    sj_vm_executor_list_free(pool->names, pool->kinds, pool->n_names);
+    gen_unref(pool->gen);
+    pthread_mutex_destroy(&pool->reload_lock);
     pthread_cond_destroy(&pool->cond);
     pthread_mutex_destroy(&pool->lock);
     free(pool->workers);
@@ -473,9 +654,68 @@ void sj_pool_stop(sj_pool *pool)
 size_t sj_pool_executors(sj_pool *pool, const char *const **names,
                          const char *const **kinds)
 {
-    *names = (const char *const *)pool->names;
-    *kinds = (const char *const *)pool->kinds;
-    return pool->n_names;
+    /* Only a reload replaces pool->gen, and the caller is the reloading
+     * thread (sj_pool.h), so no lock is needed to read it. */
+    gen *g = pool->gen;
+    *names = (const char *const *)g->names;
+    *kinds = (const char *const *)g->kinds;
+    return g->n_names;
+}
+
+int sj_pool_reload(sj_pool *pool, const char *const *files, size_t n_files,
+                   unsigned long long *generation, char *err, size_t errlen)
+{
+    gen *g = NULL, *old;
+    sj_vm *scratch = NULL;
+    int rc;
+
+    pthread_mutex_lock(&pool->reload_lock);
+    if ((rc = gen_new(files, n_files, &g, err, errlen)) != 0)
+        goto fail;
+    /* Everything a worker will do, once, here: if this fails, nothing
+     * changed anywhere. */
+    if ((rc = open_vm(pool, g, &scratch, err, errlen)) != 0)
+        goto fail_gen;
+    rc = sj_vm_executor_list(scratch, &g->names, &g->kinds, &g->n_names);
+    sj_vm_close(scratch);
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory listing the executors");
+        goto fail_gen;
+    }
+    pthread_mutex_lock(&pool->lock);
+    old = pool->gen;
+    g->number = old->number + 1;
+    pool->gen = g;
+    pthread_cond_broadcast(&pool->cond); /* idle workers switch now */
+    pthread_mutex_unlock(&pool->lock);
+    gen_unref(old);
+    if (generation != NULL)
+        *generation = g->number;
+    pthread_mutex_unlock(&pool->reload_lock);
+    return 0;
+
+fail_gen:
+    gen_unref(g);
+fail:
+    pthread_mutex_unlock(&pool->reload_lock);
+    return rc;
+}
+
+unsigned long long sj_pool_generation(sj_pool *pool)
+{
+    unsigned long long n;
+    pthread_mutex_lock(&pool->lock);
+    n = pool->gen->number;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
+}
+
+size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
+                                  size_t max)
+{
+    for (int i = 0; i < pool->n_workers && (size_t)i < max; i++)
+        out[i] = atomic_load(&pool->workers[i].gen_number);
+    return (size_t)pool->n_workers;
 }
 
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running)

@@ -9,8 +9,21 @@
  * VM's hook turns a flag into an interruption (sj_vm.h). Finished tasks are
  * reported through sj_upstream, or deliberately not (sj_task_report_json).
  *
+ * Hot reload (style habit 17) works by generations. A generation is the
+ * executor file list plus a snapshot of each file's text, numbered from 1
+ * (the start) and immutable once published. sj_pool_reload reads the files,
+ * builds one scratch VM from the snapshot on the calling thread, and only
+ * if that succeeds publishes the new generation; otherwise nothing changes.
+ * Each worker compares its VM's generation with the current one between
+ * tasks and, when they differ, builds a fresh VM from the new snapshot on
+ * its own thread (idle workers are woken for this) and closes the old one.
+ * A task that started on the old code finishes on it. Modules the files
+ * `require` are read from disk by each build, not snapshotted.
+ *
  * sj_pool_dispatch/_stop_batch: any thread (the endpoint's). Start/stop:
- * the main thread.
+ * the main thread. sj_pool_reload/_executors: one reloading thread at a
+ * time (reloads are serialised anyway). _generation, _worker_generations,
+ * _counts: any thread.
  */
 #ifndef SJ_POOL_H
 #define SJ_POOL_H
@@ -26,7 +39,8 @@ typedef struct sj_pool sj_pool;
 typedef struct sj_pool_options {
     int workers;
     int queue_size;
-    const char *const *files; /* executor files, expanded, in load order */
+    const char *const *files; /* executor files, expanded, in load order;
+                                 read at start, not kept */
     size_t n_files;
     const char *lua_path;     /* extra package.path entries or "" */
     const char *lua_cpath;
@@ -34,8 +48,9 @@ typedef struct sj_pool_options {
     sj_upstream *up;          /* borrowed */
 } sj_pool_options;
 
-/* Start the workers; each loads every executor file into its own state.
- * A file that fails to load fails the start with `err` naming it. */
+/* Start the workers on generation 1; each loads every executor file into
+ * its own state. A file that cannot be read or fails to load fails the
+ * start (SJ_ELUA) with `err` naming it. */
 int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
                   size_t errlen);
 
@@ -46,10 +61,35 @@ void sj_pool_stop(sj_pool *pool);
 int sj_pool_dispatch(void *pool, sj_task *t, char *why, size_t whylen);
 void sj_pool_stop_batch(void *pool, int64_t task_batch_id);
 
-/* Executor names and kinds as loaded ("job", "map", "map_reduce"); the
- * arrays stay valid until sj_pool_stop. */
+/* Executor names and kinds of the current generation, sorted by name
+ * ("job", "map", "map_reduce"); the arrays stay valid until the next
+ * sj_pool_reload or sj_pool_stop, so call it from the reloading thread. */
 size_t sj_pool_executors(sj_pool *pool, const char *const **names,
                          const char *const **kinds);
+
+/*
+ * Reload: snapshot `files` (expanded, in load order), load them into a
+ * scratch VM, and on success publish them as the next generation, whose
+ * number goes to *generation (may be NULL). Returns 0, or the error of the
+ * first failure with a sentence in `err` naming the file and line (SJ_ELUA:
+ * syntax error, error at load, duplicate executor name; SJ_ENOENT: a file
+ * cannot be read; SJ_ENOMEM); the current generation then stays in force
+ * everywhere. Blocks for the scratch load only; workers switch afterwards
+ * (watch sj_pool_worker_generations or the DEBUG line "worker-N on
+ * generation G" each switch logs). A dispatch for an executor the new
+ * generation no longer declares fails as an unknown executor.
+ */
+int sj_pool_reload(sj_pool *pool, const char *const *files, size_t n_files,
+                   unsigned long long *generation, char *err, size_t errlen);
+
+/* The current (last published) generation number. */
+unsigned long long sj_pool_generation(sj_pool *pool);
+
+/* The generation each worker's VM was built from, into out[0..max): a
+ * worker still finishing a task on older code shows the older number.
+ * Returns the number of workers. */
+size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
+                                  size_t max);
 
 /* Tasks waiting and running, for tests and benchmarks. */
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running);

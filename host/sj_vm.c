@@ -200,10 +200,31 @@ static int setup_c(lua_State *L)
     return 0;
 }
 
+/* One executor file: from disk, or from its snapshot when src is set. */
+typedef struct load_args {
+    const char *path;
+    const char *src;
+    size_t len;
+} load_args;
+
 static int load_c(lua_State *L)
 {
-    const char *path = lua_touserdata(L, 1);
-    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+    const load_args *la = lua_touserdata(L, 1);
+    int status;
+    if (la->src == NULL) {
+        status = luaL_loadfilex(L, la->path, "t");
+    } else {
+        const char *s = la->src;
+        size_t n = la->len;
+        if (n > 0 && s[0] == '#') { /* skip it, keep its newline */
+            const char *nl = memchr(s, '\n', n);
+            n = nl != NULL ? n - (size_t)(nl - s) : 0;
+            s = nl != NULL ? nl : s + la->len;
+        }
+        lua_pushfstring(L, "@%s", la->path);
+        status = luaL_loadbufferx(L, s, n, lua_tostring(L, -1), "t");
+    }
+    if (status != LUA_OK)
         return lua_error(L);
     lua_call(L, 0, 0);
     return 0;
@@ -314,8 +335,15 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
             rc = SJ_EINVAL;
             goto fail_lua;
         }
+        load_args la = {path, opts->sources ? opts->sources[i] : NULL,
+                        opts->source_lens ? opts->source_lens[i] : 0};
+        if (opts->sources != NULL && la.src == NULL) {
+            snprintf(err, errlen, "executor file %s has no source", path);
+            rc = SJ_EINVAL;
+            goto fail_lua;
+        }
         vm->ctx.load_file = path;
-        status = gate(L, load_c, (void *)path);
+        status = gate(L, load_c, &la);
         if (status != LUA_OK) {
             char msg[1024];
             error_text(L, status, msg, sizeof msg);

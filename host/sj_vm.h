@@ -65,6 +65,14 @@ typedef struct sj_vm_options {
      * "<dir>/?.lua;<dir>/?/init.lua" so executors can require siblings. */
     const char *const *files;
     size_t n_files;
+    /* Optional snapshot of the files' text: when non-NULL, file i is
+     * compiled from sources[i] (source_lens[i] bytes, borrowed for the
+     * call) instead of being read from disk, with files[i] as its chunk
+     * name (messages still say "path:line:"). A reload uses this so that
+     * every worker builds exactly the code that was validated. A leading
+     * "#" line is skipped as luaL_loadfile does. */
+    const char *const *sources;
+    const size_t *source_lens;
     /* Prepended to package.path / package.cpath ("a/?.lua;b/?.lua");
      * NULL or "" adds nothing. */
     const char *lua_path;
