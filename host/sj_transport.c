@@ -469,10 +469,11 @@ static void waiter_finish(waiter *w, int err, int grpc_status,
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Channel thread: a call finished; decode and deliver it. */
-static void chan_complete(chan_call *c, int ok)
+/* Channel thread: a call finished; decode and deliver it. The call was
+ * started under ch->lock, so taking the lock first is what makes its
+ * fields visible here (gRPC's own hand-over is invisible to TSan). */
+static void chan_complete(sj_channel *ch, chan_call *c, int ok)
 {
-    sj_channel *ch = c->ch;
     char detail[256] = "";
     sj_reply reply = {0};
     uint8_t *bytes = NULL;
@@ -536,7 +537,7 @@ static void *chan_thread(void *arg)
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type == GRPC_OP_COMPLETE)
-            chan_complete(ev.tag, ev.success);
+            chan_complete(ch, ev.tag, ev.success);
     }
     return NULL;
 }

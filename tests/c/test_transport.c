@@ -94,10 +94,11 @@ int main(void)
     /* Many calls in flight on the one channel. */
     for (intptr_t i = 1; i <= 200; i++) {
         make_req(&req, i, "/x", "[]");
-        CHECK(sj_channel_call(ch, &req, 5000, on_done, (void *)i) == 0);
+        CHECK(sj_channel_call(ch, &req, (int)(5000 * factor()), on_done,
+                              (void *)i) == 0);
         sj_request_free(&req);
     }
-    for (int i = 0; i < 500 && atomic_load(&async_done) < 200; i++)
+    for (int i = 0; i < 500 * factor() && atomic_load(&async_done) < 200; i++)
         usleep(10 * 1000);
     CHECK(atomic_load(&async_done) == 200);
     CHECK(atomic_load(&async_ok) == 200);
