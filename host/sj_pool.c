@@ -63,6 +63,9 @@ struct sj_pool {
     int n_workers;
     pthread_t watchdog;
     char load_error[1024];
+    /* fan-out ordering, see deliver(); guarded by lock */
+    struct fan *fans;  /* tasks between their map report and own report */
+    struct held *held; /* leaf reports waiting for those, oldest first */
     gen *gen;                    /* current generation; guarded by lock */
     pthread_mutex_t reload_lock; /* one sj_pool_reload at a time */
 };
@@ -171,6 +174,19 @@ static void task_log(void *ud, const sj_task *t, sj_log_level level, const char 
                     location);
 }
 
+/* A task that sent a map report and has not reported its own result. */
+struct fan {
+    struct fan *next;
+    const sj_task *t;
+};
+
+/* A leaf's report held back until its batch has no fan left here. */
+struct held {
+    struct held *next;
+    int64_t batch;
+    char *report;
+};
+
 static int map_report(void *ud, sj_task *t, const char *next_task_name,
                       json_t *sub_tasks, const json_t *wf_changes, char *err,
                       size_t errlen)
@@ -179,10 +195,21 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
     json_t *req, *args;
     char *body, *wf;
     sj_reply reply;
+    struct fan *f;
     int rc;
 
-    wf = json_dumps(wf_changes != NULL ? wf_changes : json_object(),
-                    JSON_COMPACT);
+    /* From now on t is a (would-be) parent: see deliver(). */
+    pthread_mutex_lock(&pool->lock);
+    for (f = pool->fans; f != NULL && f->t != t; f = f->next)
+        ;
+    if (f == NULL && (f = malloc(sizeof *f)) != NULL) {
+        f->t = t;
+        f->next = pool->fans;
+        pool->fans = f;
+    }
+    pthread_mutex_unlock(&pool->lock);
+
+    wf = wf_changes != NULL ? json_dumps(wf_changes, JSON_COMPACT) : NULL;
     req = json_pack("{s:I,s:I,s:I,s:s,s:O,s:s}", "jobId",
                     (json_int_t)t->job_id, "taskBatchId",
                     (json_int_t)t->task_batch_id, "parentId",
@@ -216,6 +243,75 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
     }
     sj_reply_free(&reply);
     return rc;
+}
+
+static int batch_has_fan(const sj_pool *pool, int64_t batch)
+{
+    for (const struct fan *f = pool->fans; f != NULL; f = f->next)
+        if (f->t->task_batch_id == batch)
+            return 1;
+    return 0;
+}
+
+/*
+ * Hand t's report (may be NULL: not reported) to the upstream, keeping the
+ * fan-out order of protocol.md §6.6: the server completes a batch only on
+ * a leaf's report and only once no task of it is RUNNING; a non-leaf
+ * parent's own report never completes it. Children often run here while
+ * their parent still waits for its map report's answer (§4.4), and a leaf
+ * reporting before that parent would leave the batch RUNNING until its
+ * timeout. So while a task of batch B on this host is between its map
+ * report and its own report, the leaf reports of B are held, and they go
+ * right after the parent's own report. Never blocks a worker.
+ */
+static void deliver(sj_pool *pool, const sj_task *t, char *report)
+{
+    struct fan **fp, *mine = NULL;
+    struct held *h, **hp, *go = NULL, **gt = &go;
+
+    pthread_mutex_lock(&pool->lock);
+    for (fp = &pool->fans; *fp != NULL && mine == NULL; fp = &(*fp)->next)
+        if ((*fp)->t == t)
+            mine = *fp;
+    if (mine == NULL && report != NULL &&
+        batch_has_fan(pool, t->task_batch_id) &&
+        (h = malloc(sizeof *h)) != NULL) {
+        h->next = NULL;
+        h->batch = t->task_batch_id;
+        h->report = report;
+        for (hp = &pool->held; *hp != NULL; hp = &(*hp)->next)
+            ;
+        *hp = h;
+        report = NULL;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    /* a parent reports while still listed, so no leaf can overtake it */
+    if (report != NULL)
+        sj_upstream_report(pool->opts.up, report);
+    if (mine == NULL)
+        return;
+
+    pthread_mutex_lock(&pool->lock);
+    for (fp = &pool->fans; *fp != mine; fp = &(*fp)->next)
+        ;
+    *fp = mine->next;
+    for (hp = &pool->held; (h = *hp) != NULL;) {
+        if (batch_has_fan(pool, h->batch)) {
+            hp = &h->next;
+            continue;
+        }
+        *hp = h->next;
+        h->next = NULL;
+        *gt = h;
+        gt = &h->next;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    free(mine);
+    while ((h = go) != NULL) {
+        go = h->next;
+        sj_upstream_report(pool->opts.up, h->report);
+        free(h);
+    }
 }
 
 /* ---- queue (lock held) ------------------------------------------------- */
@@ -284,13 +380,12 @@ static void run_task(worker *w, sj_task *t)
              sj_mono_ms() - t0);
     report = sj_task_report_json(t, run.outcome, run.result, run.message,
                                  run.wf_changes);
-    if (report != NULL)
-        sj_upstream_report(pool->opts.up, report);
-    else
+    if (report == NULL)
         SJ_INFO("task %lld (batch %lld) %s: not reported, as the server "
                 "already stops it",
                 (long long)t->task_id, (long long)t->task_batch_id,
                 sj_outcome_name(run.outcome));
+    deliver(pool, t, report);
     sj_upstream_flush(pool->opts.up);
     sj_run_free(&run);
 }
