@@ -601,8 +601,10 @@ static char *args_holder(const char *params, json_t *maps, json_t *reduces)
     char *s;
     if (params != NULL)
         jset(o, "jobParams", json_string(params));
-    if (maps != NULL)
+    if (maps != NULL && !json_is_null(maps))
         jset(o, "maps", maps);
+    else
+        json_decref(maps); /* a null element: omitted, as Jackson does */
     if (reduces != NULL)
         jset(o, "reduces", reduces);
     s = dumps(o, 0);
@@ -1664,8 +1666,15 @@ void sj_srv_tick(sj_srv *srv, long long now)
                 dispatch_task(srv, &q, b, t, 1);
             }
         }
-        if (b->status == SJ_SRV_RUNNING && now >= b->deadline_ms)
+        if (b->status == SJ_SRV_RUNNING && b->deadline_ms > 0 &&
+            now >= b->deadline_ms) {
+            /* One shot, as JobTimeoutCheckTask on the timer wheel: a batch
+             * it cannot settle (every task SUCCESS, §6.6 race) must not
+             * be sent a round of stops on every tick. Manual retry
+             * re-arms it. */
+            b->deadline_ms = 0;
             batch_event(srv, &q, b, BEV_TIMEOUT, 0, SJ_SRV_REASON_TIMEOUT);
+        }
     }
     pthread_mutex_unlock(&srv->mu);
     flush(srv, &q);

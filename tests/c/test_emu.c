@@ -786,6 +786,57 @@ static void test_nonleaf_rule(void)
     }
 }
 
+/* The batch timeout fires once (JobTimeoutCheckTask is one-shot): a batch
+ * it cannot settle - every task SUCCESS after the §6.6 race - stays
+ * RUNNING and gets one round of stops, not one per tick. */
+static void test_timeout_once(void)
+{
+    sj_srv_job j = job_of(SJ_SRV_MAP, "P");
+    json_t *root, *child;
+    int64_t id;
+
+    setup();
+    two_nodes();
+    j.executor_timeout = 2;
+    id = trigger(&j);
+    root = dispatch(0);
+    map_report(root, "CHILD", "[1]");
+    child = dispatch(1);
+    report(child, 3, "1", NULL);
+    report(root, 3, NULL, NULL);
+    CHECK_INT_EQ(sj_srv_batch_status(srv, id), SJ_SRV_RUNNING);
+    fake_now += 2600;
+    sj_srv_tick(srv, fake_now);
+    CHECK_INT_EQ(count_sent(SJ_SRV_URI_STOP), 2);
+    for (int i = 0; i < 10; i++) {
+        fake_now += 20;
+        sj_srv_tick(srv, fake_now);
+    }
+    CHECK_INT_EQ(count_sent(SJ_SRV_URI_STOP), 2);
+    CHECK_INT_EQ(sj_srv_batch_status(srv, id), SJ_SRV_RUNNING);
+    json_decref(root);
+    json_decref(child);
+    teardown();
+}
+
+/* A null sub-task element: JobArgsHolder.maps null, omitted (NON_NULL). */
+static void test_map_null_element(void)
+{
+    sj_srv_job j = job_of(SJ_SRV_MAP, "P");
+    json_t *root, *child;
+
+    setup();
+    two_nodes();
+    trigger(&j);
+    root = dispatch(0);
+    CHECK_INT_EQ(map_report(root, "N", "[null]"), 1);
+    child = dispatch(1);
+    CHECK_STR_EQ(jstr(child, "argsStr"), "{\"jobParams\":\"P\"}");
+    json_decref(root);
+    json_decref(child);
+    teardown();
+}
+
 static long long sum_maps(const json_t *d)
 {
     json_t *args = json_loads(jstr(d, "argsStr"), 0, NULL), *v;
@@ -1320,6 +1371,8 @@ int main(void)
     SJ_TEST_RUN(test_sharding);
     SJ_TEST_RUN(test_map);
     SJ_TEST_RUN(test_nonleaf_rule);
+    SJ_TEST_RUN(test_timeout_once);
+    SJ_TEST_RUN(test_map_null_element);
     SJ_TEST_RUN(test_map_reduce);
     SJ_TEST_RUN(test_timeout);
     SJ_TEST_RUN(test_retry);
