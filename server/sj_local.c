@@ -1088,7 +1088,8 @@ void sj_local_print(const sj_local_report *r, FILE *out)
     if (why != NULL && r->status != SJ_SRV_SUCCESS)
         fprintf(out, " (%s)", why);
     fprintf(out, " in %.2f s\n", (double)r->elapsed_ms / 1000.0);
-    fprintf(out, "result    %s\n", r->result ? r->result : "(none)");
+    fprintf(out, "result    %s\n",
+            r->result && r->result[0] ? r->result : "(none)");
     fprintf(out, "wf_context %s\n", r->wf_context ? r->wf_context : "{}");
     fprintf(out, "  changed %s\n",
             json_object_size(ch) ? (chtext ? chtext : "?") : "(nothing)");
