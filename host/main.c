@@ -64,6 +64,7 @@ static void usage(FILE *out)
             "  --wf-context JSON  run as a workflow node with this context\n"
             "  --timeout SECONDS  executor/batch timeout (default 60)\n"
             "  --json             print one JSON object instead of text\n"
+            "  SIGINT/SIGTERM stop the batch as the console's stop does.\n"
             "  Exit status: 0 SUCCESS; 1 FAIL or STOP, or no such executor;\n"
             "  2 bad usage or configuration; 3 an executor file failed to\n"
             "  load.\n"
@@ -376,8 +377,7 @@ static int cmd_run(int argc, char **argv, const char *file)
     }
     if (o.executor == NULL) {
         fprintf(stderr, "snailjob-lua run: which executor? (snailjob-lua "
-                        "check lists them)\n\n");
-        usage(stderr);
+                        "check lists them; --help for the options)\n");
         return EXIT_USAGE;
     }
     if ((code = setup("run", file, &cfg, &files)) != EXIT_OK)
