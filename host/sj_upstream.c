@@ -315,7 +315,11 @@ static void report_done(void *ud, int err, const char *detail,
                      err ? (detail ? detail : sj_strerror(err))
                          : reply->message);
     }
-    call_finished(up);
+    /* Wake the upstream thread only if reports wait for it (window room,
+     * a resend time); an acknowledgement alone leaves it asleep. */
+    up->calls_in_flight--;
+    if (up->n_reports > up->reports_in_flight || up->stopping)
+        pthread_cond_broadcast(&up->cond);
     pthread_mutex_unlock(&up->lock);
 }
 
@@ -336,6 +340,8 @@ static int enqueue_report(sj_upstream *up, char *body, uint64_t seq)
     return 0;
 }
 
+static long long pump_reports(sj_upstream *up, long long now, long long wake);
+
 int sj_upstream_report(sj_upstream *up, char *body)
 {
     uint64_t seq = 0;
@@ -349,7 +355,13 @@ int sj_upstream_report(sj_upstream *up, char *body)
     pthread_mutex_lock(&up->lock);
     rc = enqueue_report(up, body, seq);
     up->stats.reports_sent++;
-    pthread_cond_signal(&up->cond);
+    /* Start it from this thread, as the upstream thread's pass would (same
+     * order, same window): one thread hop fewer per task. Only what could
+     * not start (window full, backing off) is left to that thread. */
+    if (rc == 0 && !up->stopping)
+        pump_reports(up, sj_mono_ms(), 0);
+    if (rc != 0 || up->stopping || !up->rtail->in_flight)
+        pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
     if (rc != 0)
         free(body);
@@ -441,8 +453,10 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
 void sj_upstream_flush(sj_upstream *up)
 {
     pthread_mutex_lock(&up->lock);
-    up->flush_now = 1;
-    pthread_cond_signal(&up->cond);
+    if (up->n_logs > 0) { /* nothing queued: no need to wake the thread */
+        up->flush_now = 1;
+        pthread_cond_signal(&up->cond);
+    }
     pthread_mutex_unlock(&up->lock);
 }
 
@@ -545,6 +559,35 @@ static long long min_ll(long long a, long long b)
     return a < b ? a : b;
 }
 
+/* Start the due reports, oldest first, while the window has room; returns
+ * `wake` lowered to the earliest retry of those backing off. Lock held. */
+static long long pump_reports(sj_upstream *up, long long now, long long wake)
+{
+    for (report *r = up->rhead;
+         r != NULL && up->reports_in_flight < REPORT_WINDOW; r = r->next) {
+        if (r->in_flight)
+            continue;
+        if (r->next_try > now) {
+            wake = min_ll(wake, r->next_try);
+            continue;
+        }
+        report_ctx *ctx = malloc(sizeof *ctx);
+        if (ctx == NULL)
+            break;
+        ctx->up = up;
+        ctx->r = r;
+        if (start_call(up, "/report/dispatch/result", r->body, report_done,
+                       ctx) != 0) {
+            free(ctx);
+            r->next_try = now + BACKOFF_MIN_MS;
+            continue;
+        }
+        r->in_flight = 1;
+        up->reports_in_flight++;
+    }
+    return wake;
+}
+
 /* One pass: start whatever is due. Returns when to look again. Lock held. */
 static long long pump(sj_upstream *up, long long now)
 {
@@ -574,28 +617,7 @@ static long long pump(sj_upstream *up, long long now)
         free(body);
     }
 
-    for (report *r = up->rhead;
-         r != NULL && up->reports_in_flight < REPORT_WINDOW; r = r->next) {
-        if (r->in_flight)
-            continue;
-        if (r->next_try > now) {
-            wake = min_ll(wake, r->next_try);
-            continue;
-        }
-        report_ctx *ctx = malloc(sizeof *ctx);
-        if (ctx == NULL)
-            break;
-        ctx->up = up;
-        ctx->r = r;
-        if (start_call(up, "/report/dispatch/result", r->body, report_done,
-                       ctx) != 0) {
-            free(ctx);
-            r->next_try = now + BACKOFF_MIN_MS;
-            continue;
-        }
-        r->in_flight = 1;
-        up->reports_in_flight++;
-    }
+    wake = pump_reports(up, now, wake);
 
     if (up->n_logs > 0 && up->logs_in_flight == 0) {
         long long due = up->first_log_at +
