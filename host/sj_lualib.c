@@ -141,8 +141,13 @@ int sj_lualib_interrupt(lua_State *L, sj_trip why)
     if (ctx->trip_where[0] == '\0')
         where_of(L, 1, ctx->trip_where, sizeof ctx->trip_where);
     /* From now on every instruction of this thread raises again: code that
-     * caught the marker with pcall cannot keep running. */
+     * caught the marker with pcall cannot keep running. The main thread
+     * too when this is a coroutine: its caller may catch the error the
+     * dead coroutine passes on, and would otherwise loop on until its
+     * next count hook, each refused allocation costing a full GC. */
     lua_sethook(L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+    if (L != ctx->L)
+        lua_sethook(ctx->L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
     lua_pushlightuserdata(L, &k_interrupt);
     return lua_error(L);
 }
