@@ -93,6 +93,15 @@ static const char executors_lua[] =
     "  sj.log.info('spin start')\n"
     "  while true do pcall(early) end\n"
     "end)\n"
+    "local early2 = coroutine.wrap(function()\n"
+    "  while true do pcall(function() while true do end end) end\n"
+    "end)\n"
+    "sj.job('earlyCoBigHeapJob', function(args)\n"
+    "  local keep = {}\n"
+    "  for i = 1, 150000 do keep[i] = { i } end\n"
+    "  sj.log.info('spin start')\n"
+    "  while true do pcall(early2) end\n"
+    "end)\n"
     "sj.job('sleepJob', function(args)\n"
     "  sj.log.info('spin start')\n"
     "  sj.sleep(10)\n"
@@ -110,13 +119,13 @@ static const char executors_lua[] =
     "  local t, i = {}, 0\n"
     "  while true do\n"
     "    i = i + 1\n"
-    "    t[i] = string.rep('x', 1000) .. i\n"
+    "    t[i] = string.rep('x', 8000) .. i\n"
     "  end\n"
     "end)\n"
     "sj.job('memBombCaught', function(args)\n"
     "  local ok = pcall(function()\n"
     "    local t, i = {}, 0\n"
-    "    while true do i = i + 1; t[i] = string.rep('y', 1000) .. i end\n"
+    "    while true do i = i + 1; t[i] = string.rep('y', 8000) .. i end\n"
     "  end)\n"
     "  return sj.success('survived ' .. tostring(ok))\n"
     "end)\n"
@@ -273,6 +282,35 @@ static long long rec_stamp(const json_t *rec)
     return s != NULL ? atoll(s) : 0;
 }
 
+/* Time of day in ms of the first line of h's log containing both `a` and
+ * `b` (the host's own clock and format "YYYY-mm-dd HH:MM:SS.mmm"), or -1. */
+static long long log_line_ms(h_host *h, const char *a, const char *b)
+{
+    char *log = h_read_file(h->log);
+    long long ms = -1;
+    for (char *line = log; line != NULL && *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        int Y, M, D, hh, mm, ss, mss;
+        if (strstr(line, a) != NULL && strstr(line, b) != NULL &&
+            sscanf(line, "%d-%d-%d %d:%d:%d.%d", &Y, &M, &D, &hh, &mm, &ss,
+                   &mss) == 7) {
+            struct tm tm = {.tm_year = Y - 1900,
+                            .tm_mon = M - 1,
+                            .tm_mday = D,
+                            .tm_hour = hh,
+                            .tm_min = mm,
+                            .tm_sec = ss};
+            ms = (long long)timegm(&tm) * 1000 + mss;
+            break;
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    free(log);
+    return ms;
+}
+
 /* A cluster job on A succeeds: the worker is usable. */
 static void check_next_job_works(const char *after)
 {
@@ -299,12 +337,18 @@ static int host_has_node(int port)
     return found;
 }
 
-static int wait_node(int port)
+/* Wait until h is registered with the emulator and its workers are up
+ * (it logs "listening" once they are; it beats earlier than that). */
+static int wait_node(h_host *h)
 {
     long long until = h_now() + H_MS(10000);
-    while (h_now() < until) {
-        if (host_has_node(port) && sj_srv_has_executor(srv, "spinJob"))
+    int port = h->port;
+    while (h_now() < until && h_host_alive(h)) {
+        if (host_has_node(port) && h_log_has(h, "listening on port") &&
+            h_log_has(h, "executor xpcallSpinJob")) {
+            h_sleep_ms(50);
             return 1;
+        }
         h_sleep_ms(20);
     }
     return 0;
@@ -582,11 +626,27 @@ static void stop_case(const char *executor)
     CHECKF(rec != NULL, "%s: no \"interrupted\" line in the task log",
            executor);
     if (rec != NULL) {
+        /* end to end: the test's "send" to the host's log record */
         long long delay = rec_stamp(rec) - sent;
-        printf("    %s: interrupted %lld ms after the stop was sent\n",
-               executor, delay);
-        CHECKF(delay >= 0 && delay < H_MS(100),
-               "%s interrupted %lld ms after the stop", executor, delay);
+        /* inside the host: the stop's arrival to the interruption, both
+         * as the host logged them */
+        char batch[40], task[40];
+        long long arrived, stopped;
+        snprintf(batch, sizeof batch, "batch %" PRId64, b);
+        snprintf(task, sizeof task, "#%" PRId64 "]", t.task_id);
+        arrived = log_line_ms(&host_a, "stop requested for", batch);
+        stopped = log_line_ms(&host_a, task, "interrupted: stopped");
+        printf("    %s: interrupted %lld ms after the stop arrived at the "
+               "host (%lld ms after it was sent)\n",
+               executor, stopped - arrived, delay);
+        CHECKF(arrived > 0 && stopped > 0, "%s: host log lines missing",
+               executor);
+        CHECKF(stopped - arrived >= 0 && stopped - arrived < H_MS(100),
+               "%s interrupted %lld ms after the stop arrived", executor,
+               stopped - arrived);
+        CHECKF(delay >= 0 && delay < H_MS(300),
+               "%s interrupted %lld ms after the stop was sent", executor,
+               delay);
         CHECK(json_integer_value(json_object_get(rec, "taskBatchId")) == b);
     }
     json_decref(rec);
@@ -640,6 +700,8 @@ static void test_stop_pcall_loop(void)
     stop_case("coSpinJob");
     stop_case("xpcallSpinJob");
     stop_case("earlyCoSpinJob");
+    /* the same with a heap that makes every full GC expensive */
+    stop_case("earlyCoBigHeapJob");
 }
 
 static void test_stop_sleep(void)
@@ -822,9 +884,11 @@ int main(void)
                  "SNAIL_BEAT_INTERVAL=0.2", "SNAIL_LOG_REMOTE_INTERVAL=0.02",
                  NULL);
     snprintf(target_a, sizeof target_a, "127.0.0.1:%d", host_a.port);
-    if (!wait_node(host_a.port) || !wait_node(host_b.port)) {
-        fprintf(stderr, "hosts did not register; host A log:\n%s\n",
-                h_read_file(host_a.log));
+    if (!wait_node(&host_a) || !wait_node(&host_b)) {
+        fprintf(stderr,
+                "the hosts did not register (A alive %d, B alive "
+                "%d)\n",
+                h_host_alive(&host_a), h_host_alive(&host_b));
         h_failures++;
         goto done;
     }
@@ -856,6 +920,13 @@ int main(void)
 done:
     CHECK(h_host_stop(&host_a, SIGTERM) == 0);
     CHECK(h_host_stop(&host_b, SIGTERM) == 0);
+    if (h_failures != 0) {
+        char *log = h_read_file(host_b.log);
+        size_t len = strlen(log);
+        fprintf(stderr, "---- host B log (tail) ----\n%s\n",
+                len > 3000 ? log + len - 3000 : log);
+        free(log);
+    }
     if (h_failures != 0) {
         char *log = h_read_file(host_a.log);
         size_t len = strlen(log);
