@@ -762,7 +762,7 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
     if ((rc = sj_srv_create(&sc, &ops, &srv)) != 0) {
         snprintf(err, errlen, "cannot create the local server: %s",
                  sj_strerror(rc));
-        return rc;
+        goto fail_srv;
     }
     b.srv = srv;
 

@@ -85,9 +85,12 @@ static void cmd_free(cmd_out *c)
  * "NAME=value" settings of `env` (NULL-terminated, may be NULL). stdout and
  * stderr are captured. Killed after `limit_ms`.
  */
+static long long sigint_after_ms; /* > 0: run_cmd sends SIGINT then */
+
 static void run_cmd(const char *dir, const char *const *args,
                     const char *const *env, long long limit_ms, cmd_out *c)
 {
+    int interrupted = 0;
     const char *bin = getenv("SJ_BINARY");
     char outp[400], errp[400];
     const char *argv[32];
@@ -137,6 +140,11 @@ static void run_cmd(const char *dir, const char *const *args,
             c->code = WIFEXITED(status) ? WEXITSTATUS(status)
                                         : 128 + WTERMSIG(status);
             break;
+        }
+        if (sigint_after_ms > 0 && !interrupted &&
+            h_now() - t0 > sigint_after_ms) {
+            kill(pid, SIGINT);
+            interrupted = 1;
         }
         if (h_now() - t0 > limit_ms) {
             kill(pid, SIGKILL);
@@ -452,6 +460,20 @@ static void test_failure_and_timeout(void)
     CHECKF(traced == 1, "the task log says why it was interrupted");
     json_decref(o);
     cmd_free(&c);
+
+    /* Ctrl-C is the console's stop: STOP, not a killed process. */
+    {
+        const char *spin_long[] = {"spinJob", NULL};
+        sigint_after_ms = H_MS(700);
+        o = run_json(dir, spin_long, &c);
+        sigint_after_ms = 0;
+        CHECK(c.code == 1);
+        CHECK_STR(jstr(o, "status"), "STOP");
+        CHECK_STR(jstr(o, "reason"), "stopped");
+        CHECKF(c.ms < H_MS(5000), "SIGINT took %lld ms", c.ms);
+        json_decref(o);
+        cmd_free(&c);
+    }
 
     run_cmd(dir, unknown, NULL, H_MS(30000), &c);
     CHECK(c.code == 1);
