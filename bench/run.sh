@@ -1,0 +1,78 @@
+#!/bin/sh
+# bench/run.sh - build Release in build-bench and run every benchmark.
+#
+#   bench/run.sh                 every bench_* target of bench/CMakeLists.txt
+#   bench/run.sh bench_jobs ...  only these
+#
+# Extra arguments for one benchmark come from the environment, named after
+# it in upper case: BENCH_JOBS_ARGS="--quick" for bench_jobs. BUILD_DIR
+# (default build-bench) and JOBS (default 2) adjust the build.
+#
+# Benchmarks print figures; they are not tests. Each runs on its own, one
+# after another (they measure the machine: never run two at once). The
+# exit status is 0 only if every benchmark ran and exited 0.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=${BUILD_DIR:-build-bench}
+case $build in /*) ;; *) build="$root/$build" ;; esac
+jobs=${JOBS:-2}
+
+# Every add_executable(bench_<name> ...) of bench/CMakeLists.txt.
+all=$(sed -n 's/^[[:space:]]*add_executable([[:space:]]*\(bench_[A-Za-z0-9_]*\).*/\1/p' \
+    "$here/CMakeLists.txt" | sort -u)
+if [ $# -gt 0 ]; then
+    wanted="$*"
+else
+    wanted=$all
+fi
+if [ -z "$wanted" ]; then
+    echo "bench/run.sh: no bench_* targets in bench/CMakeLists.txt" >&2
+    exit 2
+fi
+
+echo "== configure + build Release in $build"
+if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null; then
+    echo "bench/run.sh: cmake configure failed" >&2
+    exit 1
+fi
+# shellcheck disable=SC2086
+if ! cmake --build "$build" -j "$jobs" --target snailjob-lua $wanted; then
+    echo "bench/run.sh: build failed" >&2
+    exit 1
+fi
+
+echo
+echo "== machine: $(nproc) cpu(s), load average $(cut -d' ' -f1-3 /proc/loadavg)," \
+     "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "== source: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+     "$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo '(working tree differs from HEAD)')"
+
+failed=""
+for b in $wanted; do
+    exe="$build/bench/$b"
+    echo
+    echo "== $b"
+    if [ ! -x "$exe" ]; then
+        echo "bench/run.sh: $exe was not built" >&2
+        failed="$failed $b"
+        continue
+    fi
+    var=$(echo "$b" | tr '[:lower:]' '[:upper:]')_ARGS
+    eval "args=\${$var:-}"
+    # shellcheck disable=SC2086,SC2154
+    SJ_BINARY="$build/snailjob-lua" "$exe" $args
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "bench/run.sh: $b exited with status $rc" >&2
+        failed="$failed $b"
+    fi
+done
+
+echo
+if [ -n "$failed" ]; then
+    echo "== failed:$failed"
+    exit 1
+fi
+echo "== all benchmarks ran"
