@@ -129,6 +129,16 @@ static const char executors_lua[] =
     "  end)\n"
     "  return sj.success('survived ' .. tostring(ok))\n"
     "end)\n"
+    "sj.job('objErrorJob', function(args)\n"
+    "  error(setmetatable({}, { __tostring = function()\n"
+    "    return 'custom failure object' end }))\n"
+    "end)\n"
+    "sj.job('slowShard', function(args)\n"
+    "  sj.log.info('begin')\n"
+    "  sj.sleep(0.15)\n"
+    "  sj.log.info('end')\n"
+    "  return sj.success(args.job_params)\n"
+    "end)\n"
     "local function inner(x) error('boom ' .. x) end\n"
     "sj.job('errorJob', function(args)\n"
     "  sj.log.info('about to fail')\n"
@@ -828,6 +838,17 @@ static void test_error(void)
     CHECK(rec != NULL);
     json_decref(rec);
     task_free(&t);
+
+    /* an error object that is not a string: its __tostring */
+    j = job_on_a("objErrorJob", "");
+    CHECK(run(&j, &b) == SJ_SRV_FAIL);
+    t = the_task(b);
+    CHECKF(t.message && strstr(t.message, "custom failure object"),
+           "message %s", t.message ? t.message : "(null)");
+    rec = wait_log(t.task_id, "custom failure object", H_MS(3000));
+    CHECK(rec != NULL);
+    json_decref(rec);
+    task_free(&t);
 }
 
 /* ---- 10. unknown executor ------------------------------------------------ */
@@ -844,6 +865,104 @@ static void test_unknown_executor(void)
            "message %s", t.message ? t.message : "(null)");
     task_free(&t);
     check_next_job_works("unknown executor");
+}
+
+/* ---- parallelNum and a stop across hosts --------------------------------- */
+
+/* Largest number of B's tasks of `batch` running at once, from their
+ * "begin"/"end" log records. -1 if a record is missing. */
+static int max_concurrency(int64_t batch, const sj_srv_task_info *v, size_t n)
+{
+    long long begin[8], end[8];
+    int most = 0;
+    if (n > 8)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *b = wait_log(v[i].task_id, "begin", H_MS(3000));
+        json_t *e = wait_log(v[i].task_id, "end", H_MS(3000));
+        begin[i] = b ? rec_stamp(b) : -1;
+        end[i] = e ? rec_stamp(e) : -1;
+        CHECK(b &&
+              json_integer_value(json_object_get(b, "taskBatchId")) == batch);
+        json_decref(b);
+        json_decref(e);
+        if (begin[i] < 0 || end[i] < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < n; i++) { /* tasks running at task i's begin */
+        int at = 0;
+        for (size_t k = 0; k < n; k++)
+            at += begin[k] <= begin[i] && begin[i] < end[k];
+        if (at > most)
+            most = at;
+    }
+    return most;
+}
+
+static void test_parallel_num(void)
+{
+    static const char *targets_b[1];
+    char tb[64];
+    sj_srv_job j = job_on_a("slowShard", "[\"p\",\"q\",\"r\",\"s\"]");
+    sj_srv_task_info *v = NULL;
+    size_t n = 0;
+    int64_t b;
+
+    /* host B has 2 workers: parallelNum 1 keeps the batch to one of them */
+    snprintf(tb, sizeof tb, "127.0.0.1:%d", host_b.port);
+    targets_b[0] = tb;
+    j.targets = targets_b;
+    j.task_type = SJ_SRV_SHARDING;
+    for (int par = 1; par <= 2; par++) {
+        j.parallel_num = par;
+        CHECK(run(&j, &b) == SJ_SRV_SUCCESS);
+        CHECK(sj_srv_batch_tasks(srv, b, &v, &n) == 0 && n == 4);
+        int most = max_concurrency(b, v, n);
+        printf("    parallelNum %d: at most %d task(s) at once\n", par, most);
+        CHECKF(most == par, "parallelNum %d: %d at once", par, most);
+        sj_srv_tasks_free(v, n);
+        v = NULL;
+    }
+}
+
+static void test_stop_broadcast(void)
+{
+    sj_srv_job j = job_on_a("spinJob", "everywhere");
+    sj_srv_task_info *v = NULL;
+    size_t n = 0;
+    int64_t b = 0;
+
+    j.task_type = SJ_SRV_BROADCAST;
+    j.targets = NULL;
+    j.n_targets = 0;
+    CHECK(sj_srv_trigger(srv, &j, &b) == 0);
+    CHECK(sj_srv_batch_tasks(srv, b, &v, &n) == 0 && n == 2);
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec = wait_log(v[i].task_id, "spin start", H_MS(5000));
+        CHECK(rec != NULL);
+        json_decref(rec);
+    }
+    CHECK(sj_srv_stop_batch(srv, b) == 0);
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec =
+            wait_log(v[i].task_id, "interrupted: stopped", H_MS(3000));
+        CHECK(rec != NULL);
+        json_decref(rec);
+    }
+    check_next_job_works("broadcast stop");
+    {
+        /* host B's workers too */
+        sj_srv_job pj = job_on_a("portJob", "after");
+        int64_t b2;
+        pj.task_type = SJ_SRV_BROADCAST;
+        pj.targets = NULL;
+        pj.n_targets = 0;
+        CHECK(run(&pj, &b2) == SJ_SRV_SUCCESS);
+    }
+    for (size_t i = 0; i < n; i++)
+        CHECK(reports_for(v[i].task_id, NULL) == 0);
+    CHECK(sj_srv_batch_status(srv, b) == SJ_SRV_STOP);
+    sj_srv_tasks_free(v, n);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -914,6 +1033,8 @@ int main(void)
     RUN(test_error);
     RUN(test_unknown_executor);
     RUN(test_stop_sleep);
+    RUN(test_parallel_num);
+    RUN(test_stop_broadcast);
     CHECK(h_host_alive(&host_a));
     CHECK(h_host_alive(&host_b));
 
