@@ -1,0 +1,484 @@
+/*
+ * bench_mapreduce - a 200-way MapReduce end to end (issue 4, item 7).
+ *
+ * Not a test: it prints figures. The REAL snailjob-lua binary runs as a
+ * child process; the in-process emulator (sj_emu: sj_srv behind a real
+ * gRPC listener and real outbound channels) plays the SnailJob server on
+ * loopback. One run is a MAP_REDUCE batch: ROOT_MAP fans out WIDTH
+ * elements in one map report, each MAP child doubles its element, shardNum
+ * REDUCE tasks sum their partition and MERGE_REDUCE sums the reduces
+ * (checked: 2 * WIDTH * (WIDTH + 1) / 2).
+ *
+ * Measured per run, in the same process:
+ *   wall    trigger -> batch SUCCESS as sj_srv sees it (median of runs);
+ *   RPCs    every call of the run from the emulator's records, both ways:
+ *           client->server (map report, result reports, logs) and
+ *           server->client (dispatches; the cleanup stops sent after the
+ *           completion are counted apart: they are not inside the wall);
+ *   floor   a bare sj_server + sj_channel echo pair doing the same number
+ *           of unary calls (the in-wall ones) with ~dispatch-sized
+ *           messages, 1 in flight (sequential) and 8 in flight; the ratio
+ *           is wall / floor;
+ *   CPU     of the host process per run (/proc/<pid>/stat).
+ *
+ * Usage: bench_mapreduce [--binary PATH] [--runs N] [--width N]
+ *                        [--shards N] [--workers N] [--quick]
+ * Threads: main only, plus the emulator's and the transport's own.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "sj_harness.h"
+
+#include "sj_emu.h"
+#include "sj_error.h"
+#include "sj_srv.h"
+#include "sj_transport.h"
+#include "sj_wire.h"
+
+#ifndef SJ_BINARY_DEFAULT
+#define SJ_BINARY_DEFAULT "snailjob-lua"
+#endif
+
+#define MAP_URI "/batch/report/job/map/task/v1"
+#define RESULT_URI "/report/dispatch/result"
+#define LOG_URI "/batch/server/report/log"
+#define BEAT_URI "/beat"
+#define CALL_TIMEOUT_MS 10000
+
+static const char EXECUTOR[] =
+    "local sj = require 'snailjob'\n"
+    "local mr = sj.map_reduce('benchMapReduce')\n"
+    "mr:map(function(args)\n"
+    "  local list = {}\n"
+    "  for i = 1, math.tointeger(tonumber(args.job_params)) do list[i] = i "
+    "end\n"
+    "  return sj.mr_do_map(list, 'DOUBLE')\n"
+    "end)\n"
+    "mr:map('DOUBLE', function(args)\n"
+    "  return sj.success(args.map_result * 2)\n"
+    "end)\n"
+    "mr:reduce(function(args)\n"
+    "  local sum = 0\n"
+    "  for _, x in ipairs(args.map_result) do sum = sum + tonumber(x) end\n"
+    "  return sj.success(sum)\n"
+    "end)\n"
+    "mr:merge(function(args)\n"
+    "  local sum = 0\n"
+    "  for _, x in ipairs(args.reduces) do sum = sum + tonumber(x) end\n"
+    "  return sj.success(sum)\n"
+    "end)\n";
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+static long long median(long long *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_ll);
+    return n ? v[n / 2] : 0;
+}
+
+static long long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* utime + stime of `pid` in clock ticks, -1 if unreadable. */
+static long long proc_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if ((p = strrchr(buf, ')')) == NULL)
+        return -1;
+    /* after "comm)": state(3) ... utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+/* ---- the floor: a bare echo pair ----------------------------------------- */
+
+static void echo_handler(void *ud, const sj_request *req, sj_reply *reply)
+{
+    (void)ud;
+    sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");
+}
+
+typedef struct flight {
+    sj_channel *ch;
+    const sj_request *req;
+    size_t total;
+    atomic_size_t issued, done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int failed;
+} flight;
+
+static void flight_cb(void *ud, int err, const char *detail,
+                      const sj_reply *reply);
+
+static void flight_issue(flight *f)
+{
+    if (atomic_fetch_add(&f->issued, 1) >= f->total)
+        return;
+    if (sj_channel_call(f->ch, f->req, CALL_TIMEOUT_MS, flight_cb, f) != 0) {
+        pthread_mutex_lock(&f->mu);
+        f->failed = 1;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+    }
+}
+
+static void flight_cb(void *ud, int err, const char *detail,
+                      const sj_reply *reply)
+{
+    flight *f = ud;
+    (void)detail;
+    if (err != 0 || reply->status != SJ_STATUS_YES) {
+        pthread_mutex_lock(&f->mu);
+        f->failed = 1;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    if (atomic_fetch_add(&f->done, 1) + 1 == f->total) {
+        pthread_mutex_lock(&f->mu);
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    flight_issue(f); /* the next call leaves from the callback */
+}
+
+/* Wall time (us) of n unary calls with `depth` in flight; -1 on error. */
+static long long echo_run(sj_channel *ch, const sj_request *req, size_t n,
+                          int depth)
+{
+    flight f;
+    long long t0 = now_us(), t;
+
+    memset(&f, 0, sizeof f);
+    f.ch = ch;
+    f.req = req;
+    f.total = n;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    for (int i = 0; i < depth; i++)
+        flight_issue(&f);
+    pthread_mutex_lock(&f.mu);
+    while (!f.failed && atomic_load(&f.done) < n)
+        pthread_cond_wait(&f.cv, &f.mu);
+    pthread_mutex_unlock(&f.mu);
+    t = now_us() - t0;
+    /* let the callbacks of a failed run drain before f goes away */
+    if (f.failed)
+        h_sleep_ms(CALL_TIMEOUT_MS);
+    pthread_mutex_destroy(&f.mu);
+    pthread_cond_destroy(&f.cv);
+    return f.failed ? -1 : t;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+typedef struct counts {
+    size_t in_all, in_map, in_result, in_log, in_beat;
+    size_t out_all, out_dispatch, out_stop;
+} counts;
+
+static void snapshot(sj_srv *srv, counts *c)
+{
+    c->in_all = sj_srv_request_count(srv, NULL);
+    c->in_map = sj_srv_request_count(srv, MAP_URI);
+    c->in_result = sj_srv_request_count(srv, RESULT_URI);
+    c->in_log = sj_srv_request_count(srv, LOG_URI);
+    c->in_beat = sj_srv_request_count(srv, BEAT_URI);
+    c->out_all = sj_srv_sent_count(srv, NULL);
+    c->out_dispatch = sj_srv_sent_count(srv, SJ_SRV_URI_DISPATCH);
+    c->out_stop = sj_srv_sent_count(srv, SJ_SRV_URI_STOP);
+}
+
+static void diff(const counts *a, const counts *b, counts *d)
+{
+    d->in_all = b->in_all - a->in_all;
+    d->in_map = b->in_map - a->in_map;
+    d->in_result = b->in_result - a->in_result;
+    d->in_log = b->in_log - a->in_log;
+    d->in_beat = b->in_beat - a->in_beat;
+    d->out_all = b->out_all - a->out_all;
+    d->out_dispatch = b->out_dispatch - a->out_dispatch;
+    d->out_stop = b->out_stop - a->out_stop;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_mapreduce [--binary PATH] [--runs N] [--width N]\n"
+            "                       [--shards N] [--workers N] [--quick]\n"
+            "  --binary   snailjob-lua to run (default $SJ_BINARY, else the\n"
+            "             one built next to this bench)\n"
+            "  --runs     measured runs (20; 2 more warm up)\n"
+            "  --width    sub-tasks of the one map report (200)\n"
+            "  --shards   shardNum: REDUCE tasks (2, so MERGE runs too)\n"
+            "  --workers  host workers (2)\n"
+            "  --quick    5 runs\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *bin = getenv("SJ_BINARY");
+    int runs = 20, width = 200, shards = 2, workers = 2, warm = 2, port = 0;
+    char workers_kv[32], width_s[16], target[64], *res = NULL;
+    long long *walls = NULL, *fl_seq = NULL, *fl_8 = NULL, *r_seq = NULL,
+              *r_8 = NULL, expect, host_ticks = 0;
+    size_t n_calls = 0;
+    counts c0, c1, d, tot;
+    sj_server *es = NULL;
+    sj_channel *ch = NULL;
+    sj_request req;
+    int eport = 0;
+    sj_emu_config cfg;
+    sj_emu *emu = NULL;
+    sj_srv *srv;
+    h_host host;
+    int code = 0;
+
+    (void)h_failures;
+    memset(&req, 0, sizeof req);
+    if (bin == NULL || bin[0] == '\0')
+        bin = SJ_BINARY_DEFAULT;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--quick") == 0)
+            runs = 5;
+        else if (v != NULL && strcmp(a, "--binary") == 0)
+            bin = v, i++;
+        else if (v != NULL && strcmp(a, "--runs") == 0)
+            runs = atoi(v), i++;
+        else if (v != NULL && strcmp(a, "--width") == 0)
+            width = atoi(v), i++;
+        else if (v != NULL && strcmp(a, "--shards") == 0)
+            shards = atoi(v), i++;
+        else if (v != NULL && strcmp(a, "--workers") == 0)
+            workers = atoi(v), i++;
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (runs < 1 || width < 1 || width > 200 || shards < 1 || workers < 1) {
+        usage();
+        return 2;
+    }
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "bench_mapreduce: no snailjob-lua at '%s'\n", bin);
+        return 2;
+    }
+    setenv("SJ_BINARY", bin, 1);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* the emulator and the host */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.srv.beat_apply_ms = 0;
+    if (sj_emu_open(&cfg, "127.0.0.1:0", &emu, &port) != 0) {
+        fprintf(stderr, "bench_mapreduce: cannot start the emulator\n");
+        return 1;
+    }
+    srv = sj_emu_srv(emu);
+    h_host_dir(&host);
+    h_write_file(host.dir, "executors/bench.lua", EXECUTOR);
+    snprintf(workers_kv, sizeof workers_kv, "SNAIL_WORKERS=%d", workers);
+    h_host_start(&host, port, workers_kv, "SNAIL_LOG_LEVEL=WARN",
+                 "SNAIL_BEAT_INTERVAL=10", NULL);
+    for (long long until = h_now() + 15000; h_now() < until;) {
+        sj_srv_node_info *nodes;
+        size_t n = 0;
+        if (sj_srv_nodes(srv, &nodes, &n) == 0)
+            sj_srv_nodes_free(nodes, n);
+        if (n > 0 && sj_srv_executor_count(srv) > 0)
+            break;
+        if (!h_host_alive(&host))
+            break;
+        h_sleep_ms(10);
+    }
+    if (!h_host_alive(&host) || sj_srv_executor_count(srv) == 0) {
+        fprintf(stderr, "bench_mapreduce: the host did not register:\n%s\n",
+                h_read_file(host.log));
+        code = 1;
+        goto done;
+    }
+
+    /* the echo pair of the floor, measured between the runs */
+    /* a dispatch-sized body (~450 bytes like §5.1's) */
+    sj_wire_set(&req.uri, SJ_SRV_URI_DISPATCH);
+    sj_wire_set(&req.body,
+                "[{\"argsStr\":\"{\\\"jobParams\\\":\\\"200\\\",\\\"maps\\\":"
+                "17}\",\"executorInfo\":\"benchMapReduce\","
+                "\"executorTimeout\":60,\"executorType\":1,\"groupName\":"
+                "\"snail_job_demo_group\",\"jobId\":4200,\"mrStage\":1,"
+                "\"namespaceId\":\"764d604ec6fc45f68cd92514c40e9e1a\","
+                "\"parallelNum\":2,\"retry\":false,\"retryCount\":0,"
+                "\"retryStatus\":false,\"taskBatchId\":1234567890123456000,"
+                "\"taskId\":1234567890123456017,\"taskName\":\"DOUBLE\","
+                "\"taskType\":5}]");
+    sj_request_add_header(&req, "SJ-TOKEN", SJ_SRV_DEFAULT_TOKEN);
+    sj_request_add_header(&req, "host-id", SJ_EMU_SERVER_HOST_ID);
+    if (sj_server_start("127.0.0.1:0", echo_handler, NULL, &es, &eport) != 0) {
+        fprintf(stderr, "bench_mapreduce: no echo server\n");
+        code = 1;
+        goto done;
+    }
+    snprintf(target, sizeof target, "127.0.0.1:%d", eport);
+    if (sj_channel_open(target, NULL, &ch) != 0) {
+        fprintf(stderr, "bench_mapreduce: no echo channel\n");
+        code = 1;
+        goto done;
+    }
+    echo_run(ch, &req, 200, 8); /* connect and warm up */
+
+    walls = calloc((size_t)runs, sizeof *walls);
+    fl_seq = calloc((size_t)runs, sizeof *fl_seq);
+    fl_8 = calloc((size_t)runs, sizeof *fl_8);
+    r_seq = calloc((size_t)runs, sizeof *r_seq);
+    r_8 = calloc((size_t)runs, sizeof *r_8);
+    memset(&tot, 0, sizeof tot);
+    snprintf(width_s, sizeof width_s, "%d", width);
+    expect = (long long)width * (width + 1);
+    for (int r = -warm; r < runs; r++) {
+        sj_srv_job j;
+        int64_t id = 0;
+        long long t0, t1, c0_ticks;
+        int st;
+
+        memset(&j, 0, sizeof j);
+        j.job_id = 4200;
+        j.task_type = SJ_SRV_MAP_REDUCE;
+        j.executor_info = "benchMapReduce";
+        j.args = width_s;
+        j.shard_num = shards;
+        j.executor_timeout = 60;
+        j.parallel_num = workers;
+        c0_ticks = proc_cpu_ticks(host.pid);
+        snapshot(srv, &c0);
+        t0 = now_us();
+        if (sj_srv_trigger(srv, &j, &id) != 0) {
+            fprintf(stderr, "bench_mapreduce: trigger failed\n");
+            code = 1;
+            break;
+        }
+        st = sj_srv_wait_batch(srv, id, 30000);
+        t1 = now_us();
+        snapshot(srv, &c1);
+        if (st != SJ_SRV_SUCCESS || sj_srv_batch_result(srv, id, &res) != 0 ||
+            atoll(res) != expect) {
+            fprintf(stderr,
+                    "bench_mapreduce: run %d: status %d, result %s "
+                    "(want %lld)\n",
+                    r, st, res ? res : "none", expect);
+            code = 1;
+            break;
+        }
+        free(res);
+        res = NULL;
+        diff(&c0, &c1, &d);
+        if (n_calls == 0) /* the same every run: take the first */
+            n_calls = (d.in_all - d.in_beat) + (d.out_all - d.out_stop);
+        /* the cleanup stops (one per task row) are answered meanwhile */
+        h_sleep_ms(100);
+        if (r < 0)
+            continue;
+        host_ticks += proc_cpu_ticks(host.pid) - c0_ticks;
+        walls[r] = t1 - t0;
+        tot.in_all += d.in_all - d.in_beat;
+        tot.in_map += d.in_map;
+        tot.in_result += d.in_result;
+        tot.in_log += d.in_log;
+        tot.in_beat += d.in_beat;
+        tot.out_all += d.out_all;
+        tot.out_dispatch += d.out_dispatch;
+        tot.out_stop += d.out_stop;
+        /* the floor right after, under the same machine load */
+        fl_seq[r] = echo_run(ch, &req, n_calls, 1);
+        fl_8[r] = echo_run(ch, &req, n_calls, 8);
+        if (fl_seq[r] <= 0 || fl_8[r] <= 0) {
+            fprintf(stderr, "bench_mapreduce: echo calls failed\n");
+            code = 1;
+            break;
+        }
+        r_seq[r] = walls[r] * 1000 / fl_seq[r];
+        r_8[r] = walls[r] * 1000 / fl_8[r];
+    }
+    if (code != 0)
+        goto done_free;
+
+    {
+        size_t per_in = tot.in_all / (size_t)runs;
+        size_t per_out = (tot.out_all - tot.out_stop) / (size_t)runs;
+        double cpu_ms =
+            (double)host_ticks * 1000.0 / (double)sysconf(_SC_CLK_TCK) / runs;
+        long long med_wall, med_seq = median(fl_seq, (size_t)runs),
+                            med_8 = median(fl_8, (size_t)runs);
+
+        qsort(walls, (size_t)runs, sizeof *walls, cmp_ll);
+        med_wall = walls[runs / 2];
+        printf("bench_mapreduce: %d-way MapReduce (shardNum %d: %d REDUCE + "
+               "%s), host workers %d, parallelNum %d, %d runs (+%d warm-up)\n",
+               width, shards, shards < width ? shards : width,
+               shards > 1 ? "MERGE" : "no MERGE", workers, workers, runs, warm);
+        printf("  wall trigger->SUCCESS: median %.1f ms, min %.1f ms, max "
+               "%.1f ms\n",
+               med_wall / 1e3, walls[0] / 1e3, walls[runs - 1] / 1e3);
+        printf("  RPCs per run (emulator records): %zu in the wall = "
+               "client->server %zu (%zu map report, %zu result reports, "
+               "%zu log batches) + server->client %zu dispatches; "
+               "+ %zu cleanup stops after SUCCESS; beats excluded "
+               "(%zu in all runs)\n",
+               per_in + per_out, per_in, tot.in_map / (size_t)runs,
+               tot.in_result / (size_t)runs, tot.in_log / (size_t)runs, per_out,
+               tot.out_stop / (size_t)runs, tot.in_beat);
+        printf("  gRPC floor for %zu calls (echo pair, after each run): "
+               "1 in flight median %.1f ms (%.0f us/call), 8 in flight "
+               "%.1f ms (%.0f us/call)\n",
+               n_calls, med_seq / 1e3, (double)med_seq / (double)n_calls,
+               med_8 / 1e3, (double)med_8 / (double)n_calls);
+        printf("  ratio wall / floor (median of per-run ratios): %.2fx "
+               "(1 in flight), %.2fx (8 in flight)\n",
+               median(r_seq, (size_t)runs) / 1e3,
+               median(r_8, (size_t)runs) / 1e3);
+        printf("  host CPU per run: %.1f ms (%.0f us per in-wall RPC)\n",
+               cpu_ms, cpu_ms * 1000.0 / (double)n_calls);
+    }
+
+done_free:
+    free(walls);
+    free(fl_seq);
+    free(fl_8);
+    free(r_seq);
+    free(r_8);
+done:
+    sj_channel_close(ch);
+    sj_server_stop(es);
+    sj_request_free(&req);
+    h_host_stop(&host, SIGTERM);
+    if (code != 0)
+        fprintf(stderr, "---- host log ----\n%s\n", h_read_file(host.log));
+    h_host_cleanup(&host);
+    sj_emu_destroy(emu);
+    return code;
+}
