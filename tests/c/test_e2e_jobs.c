@@ -364,6 +364,36 @@ static int wait_node(h_host *h)
     return 0;
 }
 
+/* Send a hand-made CLUSTER dispatch to host A and check it is accepted
+ * (status 1, data "true"); *took gets the reply's round trip in ms. */
+static void crafted_dispatch(int64_t batch, int64_t task_id,
+                             const char *executor, const char *args_str,
+                             long long *took)
+{
+    json_t *d = json_pack(
+        "[{s:s,s:s,s:I,s:I,s:I,s:i,s:s,s:i,s:i,s:s,s:i,s:s,s:b,s:b}]",
+        "namespaceId", SJ_SRV_DEFAULT_NAMESPACE, "groupName",
+        SJ_SRV_DEFAULT_GROUP, "jobId", (json_int_t)99, "taskBatchId",
+        (json_int_t)batch, "taskId", (json_int_t)task_id, "taskType", 1,
+        "taskName", "CLUSTER_TASK", "parallelNum", 1, "executorType", 2,
+        "executorInfo", executor, "executorTimeout", 10, "argsStr", args_str,
+        "retryStatus", 0, "retry", 0);
+    char *body = json_dumps(d, JSON_COMPACT);
+    sj_reply reply;
+    long long t0 = h_now();
+    memset(&reply, 0, sizeof reply);
+    int rc = sj_emu_call(emu, target_a, SJ_SRV_URI_DISPATCH, body, NULL,
+                         (int)H_MS(3000), &reply);
+    *took = h_now() - t0;
+    CHECKF(rc == 0 && reply.status == 1 && reply.data &&
+               strcmp(reply.data, "true") == 0,
+           "crafted dispatch of %" PRId64 ": rc %d status %d data %s", task_id,
+           rc, reply.status, reply.data ? reply.data : "(null)");
+    sj_reply_free(&reply);
+    free(body);
+    json_decref(d);
+}
+
 /* ---- 1. cluster ---------------------------------------------------------- */
 
 static void test_cluster(void)
@@ -454,27 +484,9 @@ static void test_cluster(void)
                                       "\"quoted\""};
     for (int k = 0; k < 3; k++) {
         int64_t task_id = 7000000000000000001LL + k;
-        json_t *d = json_pack(
-            "[{s:s,s:s,s:I,s:I,s:I,s:i,s:s,s:i,s:i,s:s,s:i,s:s,s:b,s:b}]",
-            "namespaceId", SJ_SRV_DEFAULT_NAMESPACE, "groupName",
-            SJ_SRV_DEFAULT_GROUP, "jobId", (json_int_t)99, "taskBatchId",
-            (json_int_t)(7000000000000000000LL + k), "taskId",
-            (json_int_t)task_id, "taskType", 1, "taskName", "CLUSTER_TASK",
-            "parallelNum", 1, "executorType", 2, "executorInfo", "echoJob",
-            "executorTimeout", 10, "argsStr", raw[k], "retryStatus", 0, "retry",
-            0);
-        char *body = json_dumps(d, JSON_COMPACT);
-        sj_reply reply;
-        memset(&reply, 0, sizeof reply);
-        int rc = sj_emu_call(emu, target_a, SJ_SRV_URI_DISPATCH, body, NULL,
-                             (int)H_MS(3000), &reply);
-        CHECKF(rc == 0 && reply.status == 1 && reply.data &&
-                   strcmp(reply.data, "true") == 0,
-               "crafted dispatch %d: rc %d status %d data %s", k, rc,
-               reply.status, reply.data ? reply.data : "(null)");
-        sj_reply_free(&reply);
-        free(body);
-        json_decref(d);
+        long long took;
+        crafted_dispatch(7000000000000000000LL + k, task_id, "echoJob", raw[k],
+                         &took);
 
         long long until = h_now() + H_MS(5000);
         while (reports_for(task_id, NULL) == 0 && h_now() < until)
@@ -687,6 +699,13 @@ static void test_stop_loop(void)
     json_decref(rec);
     CHECK(sj_srv_trigger(srv, &queued, &b_q) == 0);
     sj_srv_task_info tq = the_task(b_q);
+    /* acknowledged at once although the only worker is busy; queued
+     * behind the spinner, it survives the stop of the other batches */
+    long long took;
+    crafted_dispatch(7100000000000000000LL, 7100000000000000001LL, "echoJob",
+                     "{\"jobParams\":\"other batch\"}", &took);
+    printf("    dispatch acknowledged in %lld ms with the worker busy\n", took);
+    CHECKF(took < H_MS(300), "dispatch acknowledged after %lld ms", took);
     h_sleep_ms(50);
     CHECK(sj_srv_stop_batch(srv, b_q) == 0);
     h_sleep_ms(100);
@@ -696,6 +715,14 @@ static void test_stop_loop(void)
     CHECK(rec != NULL);
     json_decref(rec);
     check_next_job_works("queued stop");
+    {
+        json_t *rep = NULL;
+        CHECK(reports_for(7100000000000000001LL, &rep) == 1);
+        const char *got = json_string_value(
+            json_object_get(json_object_get(rep, "executeResult"), "result"));
+        CHECK(got && strcmp(got, "other batch") == 0);
+        json_decref(rep);
+    }
     CHECK(reports_for(tq.task_id, NULL) == 0);
     CHECK(reports_for(ts.task_id, NULL) == 0);
     CHECK(
