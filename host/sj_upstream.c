@@ -62,6 +62,7 @@ struct sj_upstream {
     char why[512];
     long long next_beat;
     int beat_in_flight;
+    int beats_held; /* until the first sj_upstream_set_executors */
     int backoff_ms;
     char **names;
     size_t n_names;
@@ -593,14 +594,15 @@ static long long pump(sj_upstream *up, long long now)
 {
     long long wake = now + 1000;
 
-    if (!up->beat_in_flight && now >= up->next_beat && !up->stopping) {
+    if (!up->beat_in_flight && !up->beats_held && now >= up->next_beat &&
+        !up->stopping) {
         up->beat_in_flight = 1;
         if (start_call(up, "/beat", "[\"PING\"]", beat_done, up) != 0) {
             up->beat_in_flight = 0;
             up->next_beat = now + up->backoff_ms;
         }
     }
-    if (!up->beat_in_flight)
+    if (!up->beat_in_flight && !up->beats_held)
         wake = min_ll(wake, up->next_beat);
 
     if (up->state == LINK_UP && up->need_register && !up->register_in_flight &&
@@ -681,6 +683,7 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
         rc = SJ_ENOMEM;
         goto fail;
     }
+    up->beats_held = opts->hold_beats;
     pthread_mutex_init(&up->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -796,6 +799,7 @@ int sj_upstream_set_executors(sj_upstream *up, const char *const *names,
     up->names = copy;
     up->n_names = n;
     up->need_register = 1;
+    up->beats_held = 0;
     pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
     return 0;

@@ -34,6 +34,10 @@ typedef struct sj_upstream_options {
     int host_port;        /* the port actually listening */
     sj_link *link;        /* owned from a successful start on; closed by stop */
     int no_spool;         /* 1: keep results in memory only (local runs) */
+    int hold_beats;       /* 1: no heartbeat before the first
+                             sj_upstream_set_executors, so the server
+                             learns of the host only once it can run
+                             dispatches */
 } sj_upstream_options;
 
 int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
@@ -44,7 +48,8 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
 void sj_upstream_stop(sj_upstream *up, int grace_ms);
 
 /* Replace the executor names announced to the server (copied); they are
- * registered now and again whenever the server comes back. */
+ * registered now and again whenever the server comes back. The first call
+ * also releases the heartbeat held by `hold_beats`. */
 int sj_upstream_set_executors(sj_upstream *up, const char *const *names,
                               size_t n);
 
