@@ -226,12 +226,13 @@ int sj_watch_start(const char *const *dirs, size_t n, int debounce_ms,
                 strerror(errno));
     else
         sj_watch_set_dirs(w, dirs, n);
+    *out = w; /* before the thread: `fire` may use it at once */
     if (pthread_create(&w->thread, NULL, watch_thread, w) != 0)
         goto fail_thread;
-    *out = w;
     return 0;
 
 fail_thread:
+    *out = NULL;
     free_dirs(w);
     if (w->ifd >= 0)
         close(w->ifd);

@@ -32,7 +32,8 @@ typedef struct sj_watch sj_watch;
 typedef void (*sj_watch_cb)(void *ud, const char *why);
 
 /* Start watching `dirs` (copied; a directory that cannot be watched is
- * logged and skipped). 0, SJ_ENOMEM or SJ_EIO (no thread or eventfd). */
+ * logged and skipped). *out is set before the thread starts, so `fire` may
+ * read it. 0, SJ_ENOMEM or SJ_EIO (no thread or eventfd; *out NULL). */
 int sj_watch_start(const char *const *dirs, size_t n, int debounce_ms,
                    sj_watch_cb fire, void *ud, sj_watch **out);
 

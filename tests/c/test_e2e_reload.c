@@ -315,7 +315,8 @@ static void test_long_task(void)
 static int64_t load_ids[MAX_BATCHES];
 static atomic_int load_n, load_stop, load_trigger_errors;
 
-/* Triggers verJob every ~3 ms until told to stop. */
+/* Triggers verJob every ~3 ms (scaled by SJ_TIME_FACTOR, as sanitizer
+ * builds are slower) until told to stop. */
 static void *load_thread(void *arg)
 {
     (void)arg;
@@ -326,7 +327,7 @@ static void *load_thread(void *arg)
             load_ids[atomic_fetch_add(&load_n, 1)] = id;
         else
             atomic_fetch_add(&load_trigger_errors, 1);
-        h_sleep_ms(3);
+        h_sleep_ms(H_MS(3));
     }
     return NULL;
 }
@@ -366,8 +367,15 @@ static void test_under_load(void)
         if (st != SJ_SRV_SUCCESS) {
             if (st == SJ_ETIMEOUT)
                 unfinished++;
-            else
-                failed++;
+            else if (failed++ == 0) { /* say why, once */
+                sj_srv_task_info *v = NULL;
+                size_t nt = 0;
+                sj_srv_batch_tasks(srv, load_ids[i], &v, &nt);
+                fprintf(stderr, "batch %" PRId64 ": status %d: %s\n",
+                        load_ids[i], st,
+                        nt && v[0].message ? v[0].message : "(no task)");
+                sj_srv_tasks_free(v, nt);
+            }
             continue;
         }
         if (sj_srv_batch_result(srv, load_ids[i], &result) != 0 ||
@@ -385,7 +393,7 @@ static void test_under_load(void)
            "versions seen, %d failed, %d mixed, %d unfinished\n",
            n, t1 - t0 + 200, n * 1000.0 / (double)(t1 - t0 + 200), versions,
            failed, mixed, unfinished);
-    CHECKF(n >= 300, "only %d tasks dispatched", n);
+    CHECKF(n >= 300 / h_factor(), "only %d tasks dispatched", n);
     CHECK(atomic_load(&load_trigger_errors) == 0);
     CHECK(failed == 0);
     CHECK(mixed == 0);
