@@ -1,5 +1,6 @@
 -- snailjob.conf.lua - every setting of snailjob-lua with its default.
--- Use with `snailjob-lua -c snailjob.conf.lua`. The file is a Lua chunk that
+-- Use with `snailjob-lua -c examples/config/snailjob.conf.lua` (kept out of
+-- examples/ itself, whose *.lua files are all executors). The file is a Lua chunk that
 -- returns a table; SNAIL_<KEY> in the environment or in ./.env overrides any
 -- key here (namespace: SNAIL_NAMESPACE). Unknown keys are an error.
 return {
