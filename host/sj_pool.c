@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "sj_vm.h"
 
 #define WATCHDOG_MS 10       /* deadline resolution */
+#define IDLE_TRIM_MS 1000    /* idle this long after tasks: malloc_trim */
 #define SHUTDOWN_GRACE_MS 5000
 
 typedef struct qnode {
@@ -514,14 +516,18 @@ static void *watchdog_thread(void *arg)
 {
     sj_pool *pool = arg;
     struct timespec ts = {0, WATCHDOG_MS * 1000000};
+    long long last_busy = sj_mono_ms();
+    int trimmed = 1; /* nothing to give back before the first task */
 
     sj_log_thread_name("watchdog");
     pthread_mutex_lock(&pool->lock);
     while (!pool->shutting_down) {
         long long now = sj_mono_ms();
+        int busy = pool->head != NULL;
         for (int i = 0; i < pool->n_workers; i++) {
             sj_task *t = pool->workers[i].current;
             int none = SJ_STOP_NONE;
+            busy |= t != NULL;
             if (t != NULL && t->deadline_ms > 0 && now >= t->deadline_ms)
                 atomic_compare_exchange_strong(&t->stop, &none,
                                                SJ_STOP_TIMEOUT);
@@ -532,7 +538,17 @@ static void *watchdog_thread(void *arg)
                 atomic_compare_exchange_strong(&q->t->stop, &none,
                                                SJ_STOP_TIMEOUT);
         }
+        if (busy) {
+            last_busy = now;
+            trimmed = 0;
+        }
         pthread_mutex_unlock(&pool->lock);
+        if (!trimmed && now - last_busy >= IDLE_TRIM_MS) {
+            /* Idle after work: hand the heap pages freed by the burst back
+             * to the system, so an idle host is as small as a fresh one. */
+            malloc_trim(0);
+            trimmed = 1;
+        }
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&pool->lock);
     }
