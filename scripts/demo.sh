@@ -14,15 +14,18 @@ demo() {
     local title=$1 expect=$2
     shift 3
     printf '\n=== %s: snailjob-lua run %s\n' "$title" "$*"
-    local rc=0
-    "$bin" run "$@" || rc=$?
-    local got=SUCCESS
-    [ "$rc" -eq 0 ] || got="FAIL/STOP (exit $rc)"
+    local rc=0 out
+    out=$(mktemp)
+    "$bin" run "$@" | tee "$out" || rc=${PIPESTATUS[0]}
+    # "status    SUCCESS in 0.02 s" / "result    42" from the report above
+    local got
+    got="$(awk '/^status /{sub(/^status +/, ""); print; exit}' "$out"), result $(awk '/^result /{sub(/^result +/, ""); print; exit}' "$out")"
+    rm -f "$out"
     if { [ "$expect" = ok ] && [ "$rc" -eq 0 ]; } ||
        { [ "$expect" = fail ] && [ "$rc" -ne 0 ]; }; then
         summary+=("ok    $title: $got")
     else
-        summary+=("WRONG $title: $got")
+        summary+=("WRONG $title: $got (exit $rc)")
     fi
 }
 
