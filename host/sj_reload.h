@@ -16,6 +16,10 @@
  * server if they changed, and re-targets the watcher at the directories of
  * the new file list.
  *
+ * A watched directory that is deleted stops being watched; if it comes
+ * back, a SIGHUP (or a change in another watched directory) reloads and
+ * watches it again.
+ *
  * Every reload runs on the watcher's thread, one at a time. Start/stop:
  * the main thread (after sj_pool_start, before sj_pool_stop);
  * sj_reload_kick: any thread.

@@ -17,6 +17,7 @@
 #include "sj_error.h"
 #include "sj_log.h"
 #include "sj_pool.h"
+#include "sj_reload.h"
 #include "sj_test.h"
 #include "sj_watch.h"
 
@@ -284,11 +285,78 @@ static void test_pool_generations(void)
     rm_rf(dir);
 }
 
+/* ---- sj_reload: watcher + pool together -----------------------------------
+ */
+
+static int wait_gen(sj_pool *pool, unsigned long long g)
+{
+    long long until = sj_mono_ms() + 3000 * factor();
+    while (sj_pool_generation(pool) < g && sj_mono_ms() < until)
+        sleep_ms(5);
+    return sj_pool_generation(pool) == g && all_on(pool, g);
+}
+
+static void test_reload_glue(void)
+{
+    char tmpl[] = "/tmp/sj-rl-XXXXXX", path[600], err[1024];
+    const char *dir = mkdtemp(tmpl);
+    const char *const *names, *const *kinds;
+    const char *files[1];
+    sj_pool *pool = NULL;
+    sj_reload *r = NULL;
+
+    CHECK(dir != NULL);
+    if (dir == NULL)
+        return;
+    snprintf(path, sizeof path, "%s/a.lua", dir);
+    files[0] = path;
+    put(dir, "a.lua",
+        "local sj = require 'snailjob'\nsj.job('aJob', function() end)\n");
+    sj_pool_options po = {
+        .workers = 2, .queue_size = 10, .files = files, .n_files = 1};
+    CHECK_INT_EQ(sj_pool_start(&po, &pool, err, sizeof err), 0);
+    if (pool == NULL) {
+        rm_rf(dir);
+        return;
+    }
+    sj_reload_options ro = {.spec = dir, .pool = pool, .debounce_ms = 20};
+    CHECK_INT_EQ(sj_reload_start(&ro, &r), 0);
+
+    /* A new file in the directory: generation 2 with both executors. */
+    put(dir, "b.lua",
+        "local sj = require 'snailjob'\nsj.job('bJob', function() end)\n");
+    CHECK(wait_gen(pool, 2));
+    CHECK_INT_EQ(sj_pool_executors(pool, &names, &kinds), 2);
+    /* A broken file: refused, generation 2 stays. */
+    put(dir, "b.lua", "this is not lua\n");
+    sleep_ms(200 * factor());
+    CHECK_INT_EQ(sj_pool_generation(pool), 2);
+    /* The directory itself is the setting: deleting b.lua drops bJob. */
+    snprintf(path, sizeof path, "%s/b.lua", dir);
+    CHECK_INT_EQ(unlink(path), 0);
+    CHECK(wait_gen(pool, 3));
+    CHECK_INT_EQ(sj_pool_executors(pool, &names, &kinds), 1);
+    /* A kick reloads without any change. */
+    sj_reload_kick(r, "SIGHUP");
+    CHECK(wait_gen(pool, 4));
+    /* The setting's entry vanishes: refused, generation 4 stays. */
+    rm_rf(dir);
+    sleep_ms(200 * factor());
+    sj_reload_kick(r, "SIGHUP");
+    sleep_ms(100 * factor());
+    CHECK_INT_EQ(sj_pool_generation(pool), 4);
+    CHECK(all_on(pool, 4));
+
+    sj_reload_stop(r);
+    sj_pool_stop(pool);
+}
+
 int main(void)
 {
     sj_log_set_level(SJ_LOG_OFF);
     SJ_TEST_RUN(test_watch);
     SJ_TEST_RUN(test_watch_kick_only);
     SJ_TEST_RUN(test_pool_generations);
+    SJ_TEST_RUN(test_reload_glue);
     return SJ_TEST_DONE("reload");
 }
