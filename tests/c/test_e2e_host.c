@@ -517,6 +517,7 @@ static int decode(const uint8_t *bytes, size_t len, sj_reply *out)
     return sj_codec_decode_reply(bytes, len, out);
 }
 
+#ifndef __SANITIZE_THREAD__
 /*
  * Send `len` bytes (a valid GrpcSnailJobRequest whose body is `len` bytes
  * long) to the host with the gRPC C core directly: our own sj_channel
@@ -598,10 +599,19 @@ static int oversized_call(int port, size_t body_len)
     ops[5].data.recv_status_on_client.status = &status;
     ops[5].data.recv_status_on_client.status_details = &details;
     if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) == GRPC_CALL_OK) {
-        ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                        NULL);
-        if (ev.type == GRPC_OP_COMPLETE)
+        /* The call's own deadline ends it; the margin is for a stall. */
+        ev = grpc_completion_queue_next(
+            cq,
+            gpr_time_add(deadline,
+                         gpr_time_from_millis(H_MS(5000), GPR_TIMESPAN)),
+            NULL);
+        if (ev.type == GRPC_OP_COMPLETE) {
             result = (int)status;
+        } else {
+            grpc_call_cancel(call, NULL);
+            grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                       NULL);
+        }
     }
     grpc_call_unref(call);
     grpc_completion_queue_shutdown(cq);
@@ -619,6 +629,8 @@ static int oversized_call(int port, size_t body_len)
     grpc_channel_destroy(ch);
     return result;
 }
+
+#endif
 
 /* One in-band failure expected: status 0 and a message holding `want`. */
 static void expect_refusal(const char *uri, const char *body, const char *want)
@@ -740,13 +752,20 @@ static void test_hostile_input(void)
         sj_srv_tasks_free(tasks, n);
     }
 
-    /* > 10 MiB: refused by gRPC (RESOURCE_EXHAUSTED), the host lives on. */
+#ifndef __SANITIZE_THREAD__
+    /* > 10 MiB: refused by gRPC (RESOURCE_EXHAUSTED), the host lives on.
+     * Just under the limit still gets an answer (in-band: not JSON). */
     st = oversized_call(H.port, (size_t)SJ_MAX_MESSAGE + 1024 * 1024);
     CHECKF(st == GRPC_STATUS_RESOURCE_EXHAUSTED, "oversized: status %d", st);
     CHECK(h_host_alive(&H));
-    /* Just under the limit still gets an in-band answer. */
     st = oversized_call(H.port, (size_t)SJ_MAX_MESSAGE - 4096);
     CHECKF(st == GRPC_STATUS_OK, "just under the limit: status %d", st);
+#else
+    /* Under TSan, sendmsg() of a 10 MiB buffer written here and sent by
+     * uninstrumented gRPC threads makes TSan scan it as a (suppressed)
+     * race on every write: minutes per call. ASan and plain runs cover it. */
+    printf("  (TSan build: the > 10 MiB checks are skipped)\n");
+#endif
 
     /* After all of it: still alive, still beating, still runs a job. */
     CHECK(h_host_alive(&H));
