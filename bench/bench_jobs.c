@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -143,6 +144,8 @@ static void start_host(const char *bin, int server_port, int host_port,
         exit(1);
     }
     if (host_pid == 0) {
+        /* A bench that dies (crash, SIGKILL) takes its host along. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         snprintf(path, sizeof path, "%s/host.log", work_dir);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) {
@@ -154,8 +157,8 @@ static void start_host(const char *bin, int server_port, int host_port,
         for (char **e = __environ; *e != NULL;) { /* no SNAIL_* leaks in */
             if (strncmp(*e, "SNAIL_", 6) == 0) {
                 char name[128];
-                snprintf(name, sizeof name, "%.*s",
-                         (int)(strchr(*e, '=') - *e), *e);
+                snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e),
+                         *e);
                 unsetenv(name);
             } else {
                 e++;
@@ -180,10 +183,11 @@ static void start_host(const char *bin, int server_port, int host_port,
     }
 }
 
-/* VmRSS of a process in kB, -1 if unreadable. */
-static long rss_kb(pid_t pid)
+/* A "Name:  123 kB" field of /proc/<pid>/status, -1 if unreadable. */
+static long status_kb(pid_t pid, const char *field)
 {
     char path[64], line[256];
+    size_t len = strlen(field);
     long kb = -1;
     FILE *f;
 
@@ -191,10 +195,16 @@ static long rss_kb(pid_t pid)
     if ((f = fopen(path, "r")) == NULL)
         return -1;
     while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
+        if (strncmp(line, field, len) == 0 && line[len] == ':')
+            kb = strtol(line + len + 1, NULL, 10);
     fclose(f);
     return kb;
+}
+
+/* VmRSS of a process in kB, -1 if unreadable. */
+static long rss_kb(pid_t pid)
+{
+    return status_kb(pid, "VmRSS");
 }
 
 /* utime + stime of a process in microseconds. */
@@ -260,7 +270,7 @@ static long long self_cpu_us(void)
 /* ---- the driver ---------------------------------------------------------- */
 
 typedef struct phase {
-    int64_t base;          /* task ids of this phase: base .. base+total-1 */
+    int64_t base; /* task ids of this phase: base .. base+total-1 */
     size_t total;
     atomic_size_t issued;  /* dispatches claimed */
     atomic_size_t done;    /* reports received (or dispatches refused) */
@@ -398,8 +408,8 @@ typedef struct result {
 } result;
 
 /* Run `total` jobs with `inflight` of them outstanding at any time. */
-static int run_phase(size_t total, size_t inflight, result *out,
-                     long long *acc, size_t *n_acc)
+static int run_phase(size_t total, size_t inflight, result *out, long long *acc,
+                     size_t *n_acc)
 {
     phase *ph = calloc(1, sizeof *ph);
     long long t0, t1, hc0, sc0, hs0, ss0, *lat;
@@ -487,7 +497,6 @@ static void echo_handler(void *ud, const sj_request *req, sj_reply *reply)
     sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", req->body);
 }
 
-
 /* One echo listener and a channel to it, kept open across measurements
  * so that they can be interleaved with the job runs. */
 typedef struct echo_pair {
@@ -519,8 +528,11 @@ static void echo_open(echo_pair *e)
     snprintf(e->key, sizeof e->key, "SJ-TOKEN");
     snprintf(e->val, sizeof e->val, "%s", TOKEN);
     e->hdr = (sj_header){e->key, e->val};
-    e->req = (sj_request){.req_id = 1, .uri = e->uri, .headers = &e->hdr,
-                          .n_headers = 1, .body = e->body};
+    e->req = (sj_request){.req_id = 1,
+                          .uri = e->uri,
+                          .headers = &e->hdr,
+                          .n_headers = 1,
+                          .body = e->body};
     if (sj_server_start("127.0.0.1:0", echo_handler, NULL, &e->srv, &port) !=
         0) {
         fprintf(stderr, "bench_jobs: cannot start the echo server\n");
@@ -533,7 +545,9 @@ static void echo_open(echo_pair *e)
     }
     {
         /* the protobuf sizes actually carried */
-        sj_reply rep = {.req_id = 1, .status = SJ_STATUS_YES, .message = "",
+        sj_reply rep = {.req_id = 1,
+                        .status = SJ_STATUS_YES,
+                        .message = "",
                         .data = e->body};
         uint8_t *bytes = NULL;
         sj_codec_encode_request(&e->req, &bytes, &e->request_bytes);
@@ -677,8 +691,8 @@ static double echo_throughput(size_t n, size_t inflight, double *cpu_us_per)
                   "\"payload\":\"0123456789abcdef0123\"}]";
     char uri[] = "/echo", key[] = "SJ-TOKEN", val[] = TOKEN;
     sj_header hdr = {key, val};
-    sj_request req = {.req_id = 1, .uri = uri, .headers = &hdr,
-                      .n_headers = 1, .body = body};
+    sj_request req = {
+        .req_id = 1, .uri = uri, .headers = &hdr, .n_headers = 1, .body = body};
     echo_flood f = {.total = n, .req = &req};
     sj_server *srv;
     char addr[64];
@@ -722,7 +736,8 @@ static double echo_throughput(size_t n, size_t inflight, double *cpu_us_per)
     return (double)n / ((double)(t1 - t0) / 1e9);
 }
 
-/* ---- main ------------------------------------------------------------------ */
+/* ---- main ------------------------------------------------------------------
+ */
 
 static int free_port(void)
 {
@@ -777,8 +792,10 @@ int main(int argc, char **argv)
     const char *bin = getenv("SJ_BINARY");
     size_t n_seq = 5000, n_tput = 20000, n_rss = 100000, n_echo = 5000;
     size_t levels[] = {1, 8, 32, 128}, total_jobs = 0;
-    int workers = 4, quick = 0, echo_only = 0, server_port, host_port, status, code = 0;
+    int workers = 4, quick = 0, echo_only = 0, server_port, host_port, status,
+        code = 0;
     long idle_kb, warm_kb, after_kb, peak_kb = 0;
+    long idle_anon, idle_file, after_anon, after_file;
     result warm, seq, tput[4], rest, r;
     echo_pair ep;
     long long *seq_lat, *echo_lat, *sync_lat;
@@ -822,8 +839,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "bench_jobs: no snailjob-lua binary at '%s' "
-                        "(--binary or SJ_BINARY)\n",
+        fprintf(stderr,
+                "bench_jobs: no snailjob-lua binary at '%s' "
+                "(--binary or SJ_BINARY)\n",
                 bin);
         return 2;
     }
@@ -896,6 +914,8 @@ int main(int argc, char **argv)
     sleep_ms(2000);
     host_check_alive();
     idle_kb = rss_kb(host_pid);
+    idle_anon = status_kb(host_pid, "RssAnon");
+    idle_file = status_kb(host_pid, "RssFile");
     for (;;) {
         result probe;
         host_check_alive();
@@ -993,6 +1013,8 @@ int main(int argc, char **argv)
     sleep_ms(2000);
     host_check_alive();
     after_kb = rss_kb(host_pid);
+    after_anon = status_kb(host_pid, "RssAnon");
+    after_file = status_kb(host_pid, "RssFile");
 
     /* ---- figures ---- */
     long long echo_p50 = pct(echo_lat, n_echo_lat, 50);
@@ -1024,8 +1046,8 @@ int main(int argc, char **argv)
     printf("dispatch -> result report, 1 in flight, %zu jobs:\n", seq.jobs);
     printf("  p50 %.1f us  p99 %.1f us  max %.1f us\n", seq.p50_ns / 1e3,
            seq.p99_ns / 1e3, seq.max_ns / 1e3);
-    printf("  p50 / floor = %.2f  (target <= %.1f: %s)\n", ratio,
-           TARGET_RATIO, verdict(ratio <= TARGET_RATIO));
+    printf("  p50 / floor = %.2f  (target <= %.1f: %s)\n", ratio, TARGET_RATIO,
+           verdict(ratio <= TARGET_RATIO));
     printf("\n");
     printf("throughput (%zu jobs per level):\n", n_tput);
     printf("  in flight   jobs/s   p50 us    p99 us | per job: host cpu us"
@@ -1039,8 +1061,8 @@ int main(int argc, char **argv)
     printf("  (sequential run: host %.1f us CPU and %.2f voluntary context "
            "switches per job)\n",
            seq.host_cpu_us_per_job, seq.host_cs_per_job);
-    printf("  best %.0f jobs/s (target >= %.0f: %s)\n", best,
-           TARGET_JOBS_PER_S, verdict(best >= TARGET_JOBS_PER_S));
+    printf("  best %.0f jobs/s (target >= %.0f: %s)\n", best, TARGET_JOBS_PER_S,
+           verdict(best >= TARGET_JOBS_PER_S));
     printf("\n");
     printf("host RSS (VmRSS, %d workers):\n", workers);
     printf("  idle after start-up      %6ld kB  (target <= %d kB: %s)\n",
@@ -1052,6 +1074,10 @@ int main(int argc, char **argv)
            "within %d kB: %s)\n",
            total_jobs, after_kb, after_kb - idle_kb, TARGET_RSS_GROWTH_KB,
            verdict(after_kb - idle_kb <= TARGET_RSS_GROWTH_KB));
+    printf("  of which: heap and stacks (RssAnon) %ld -> %ld kB (%+ld), "
+           "mapped code and data (RssFile) %ld -> %ld kB (%+ld)\n",
+           idle_anon, after_anon, after_anon - idle_anon, idle_file, after_file,
+           after_file - idle_file);
     {
         size_t refused = warm.refused + seq.refused + rest.refused;
         for (size_t l = 0; l < 4; l++)
@@ -1072,8 +1098,7 @@ int main(int argc, char **argv)
         sleep_ms(atol(getenv("SJ_BENCH_HOLD")) * 1000L);
     }
     kill(host_pid, SIGTERM);
-    for (int i = 0; i < 1000 && waitpid(host_pid, &status, WNOHANG) == 0;
-         i++)
+    for (int i = 0; i < 1000 && waitpid(host_pid, &status, WNOHANG) == 0; i++)
         sleep_ms(10);
     if (waitpid(host_pid, &status, WNOHANG) == 0) {
         fprintf(stderr, "bench_jobs: host did not stop on SIGTERM\n");
