@@ -35,17 +35,7 @@ typedef struct report {
     int failures;
     int in_flight;
     long long next_try; /* monotonic ms */
-    int64_t batch;      /* taskBatchId for the barrier; 0: none */
-    int held;           /* 1: waits for its batch's holders (not sent) */
-    int releases;       /* 1: its ack ends one hold of `batch` */
 } report;
-
-/* Holders of one batch's report barrier (sj_upstream.h). */
-typedef struct barrier {
-    struct barrier *next;
-    int64_t batch;
-    int holders; /* > 0 while listed */
-} barrier;
 
 typedef struct logrec {
     struct logrec *next;
@@ -83,8 +73,6 @@ struct sj_upstream {
     sj_spool *spool;
     report *rhead, *rtail;
     size_t n_reports, reports_in_flight;
-    barrier *barriers; /* batches with holders */
-    size_t n_held;     /* reports with held set */
 
     /* logs */
     logrec *lhead, *ltail;
@@ -276,40 +264,6 @@ static char *register_body(sj_upstream *up)
 
 /* ---- results ----------------------------------------------------------- */
 
-static barrier *barrier_find(const sj_upstream *up, int64_t batch)
-{
-    for (barrier *b = up->barriers; b != NULL; b = b->next)
-        if (b->batch == batch)
-            return b;
-    return NULL;
-}
-
-/* End one hold of `batch`; after the last one its held reports become due
- * (in list order, the pump sends them oldest first). Returns how many were
- * released. Lock held. */
-static size_t barrier_release(sj_upstream *up, int64_t batch)
-{
-    barrier **bp, *b;
-    size_t n = 0;
-
-    for (bp = &up->barriers; *bp != NULL && (*bp)->batch != batch;
-         bp = &(*bp)->next)
-        ;
-    if ((b = *bp) == NULL || --b->holders > 0)
-        return 0;
-    *bp = b->next;
-    free(b);
-    for (report *r = up->rhead; r != NULL; r = r->next)
-        if (r->held && r->batch == batch) {
-            r->held = 0;
-            up->n_held--;
-            n++;
-        }
-    if (n > 0)
-        SJ_DEBUG("batch %" PRId64 ": %zu held result(s) released", batch, n);
-    return n;
-}
-
 typedef struct report_ctx {
     sj_upstream *up;
     report *r;
@@ -346,8 +300,6 @@ static void report_done(void *ud, int err, const char *detail,
         up->stats.reports_acked++;
         if (up->spool)
             sj_spool_ack(up->spool, r->seq);
-        if (r->releases) /* applied by the server: its batch may go on */
-            barrier_release(up, r->batch);
         report_unlink(up, r);
     } else if (err == 0 && ++r->refusals >= REPORT_MAX_REFUSALS) {
         /* The server keeps saying no (unknown task, bad token): resending
@@ -358,8 +310,6 @@ static void report_done(void *ud, int err, const char *detail,
                  r->body);
         if (up->spool)
             sj_spool_ack(up->spool, r->seq);
-        if (r->releases)
-            barrier_release(up, r->batch);
         report_unlink(up, r);
     } else {
         int delay = BACKOFF_MIN_MS << (r->failures < 5 ? r->failures : 5);
@@ -375,7 +325,7 @@ static void report_done(void *ud, int err, const char *detail,
     /* Wake the upstream thread only if reports wait for it (window room,
      * a resend time); an acknowledgement alone leaves it asleep. */
     up->calls_in_flight--;
-    if (up->n_reports - up->n_held > up->reports_in_flight || up->stopping)
+    if (up->n_reports > up->reports_in_flight || up->stopping)
         pthread_cond_broadcast(&up->cond);
     pthread_mutex_unlock(&up->lock);
 }
@@ -401,12 +351,6 @@ static long long pump_reports(sj_upstream *up, long long now, long long wake);
 
 int sj_upstream_report(sj_upstream *up, char *body)
 {
-    return sj_upstream_report_task(up, 0, body, 0);
-}
-
-int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
-                            int own_hold)
-{
     uint64_t seq = 0;
     int rc;
 
@@ -417,55 +361,18 @@ int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
     }
     pthread_mutex_lock(&up->lock);
     rc = enqueue_report(up, body, seq);
-    if (rc == 0 && batch != 0) {
-        report *r = up->rtail;
-        r->batch = batch;
-        r->releases = own_hold;
-        if (!own_hold && barrier_find(up, batch) != NULL) {
-            r->held = 1;
-            up->n_held++;
-        }
-    } else if (rc != 0 && own_hold) {
-        barrier_release(up, batch); /* its report will never be acked */
-    }
     up->stats.reports_sent++;
     /* Start it from this thread, as the upstream thread's pass would (same
      * order, same window): one thread hop fewer per task. Only what could
      * not start (window full, backing off) is left to that thread. */
     if (rc == 0 && !up->stopping)
         pump_reports(up, sj_mono_ms(), 0);
-    if (rc != 0 || up->stopping ||
-        (!up->rtail->in_flight && !up->rtail->held))
+    if (rc != 0 || up->stopping || !up->rtail->in_flight)
         pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
     if (rc != 0)
         free(body);
     return rc;
-}
-
-int sj_upstream_hold(sj_upstream *up, int64_t batch)
-{
-    barrier *b;
-
-    pthread_mutex_lock(&up->lock);
-    if ((b = barrier_find(up, batch)) == NULL &&
-        (b = calloc(1, sizeof *b)) != NULL) {
-        b->batch = batch;
-        b->next = up->barriers;
-        up->barriers = b;
-    }
-    if (b != NULL)
-        b->holders++;
-    pthread_mutex_unlock(&up->lock);
-    return b != NULL ? 0 : SJ_ENOMEM;
-}
-
-void sj_upstream_release(sj_upstream *up, int64_t batch)
-{
-    pthread_mutex_lock(&up->lock);
-    if (barrier_release(up, batch) > 0)
-        pthread_cond_signal(&up->cond); /* the upstream thread sends them */
-    pthread_mutex_unlock(&up->lock);
 }
 
 static void recover_report(void *ud, uint64_t seq, const char *body)
@@ -665,7 +572,7 @@ static long long pump_reports(sj_upstream *up, long long now, long long wake)
 {
     for (report *r = up->rhead;
          r != NULL && up->reports_in_flight < REPORT_WINDOW; r = r->next) {
-        if (r->in_flight || r->held)
+        if (r->in_flight)
             continue;
         if (r->next_try > now) {
             wake = min_ll(wake, r->next_try);
@@ -834,10 +741,8 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     pthread_mutex_lock(&up->lock);
     up->flush_now = 1;
     pthread_cond_signal(&up->cond);
-    /* Held reports whose holder can no longer release them are not
-     * waited for: they stay in the journal. */
-    while ((up->n_logs > 0 || up->n_reports > up->n_held) &&
-           up->state == LINK_UP && sj_mono_ms() < until) {
+    while ((up->n_logs > 0 || up->n_reports > 0) && up->state == LINK_UP &&
+           sj_mono_ms() < until) {
         pthread_mutex_unlock(&up->lock);
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
@@ -862,11 +767,6 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
                 up->n_reports);
     while (up->rhead)
         report_unlink(up, up->rhead);
-    while (up->barriers) {
-        barrier *b = up->barriers;
-        up->barriers = b->next;
-        free(b);
-    }
     while (up->lhead) {
         logrec *l = up->lhead;
         up->lhead = l->next;
@@ -944,6 +844,5 @@ void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st)
     pthread_mutex_lock(&up->lock);
     *st = up->stats;
     st->reports_pending = up->n_reports;
-    st->reports_held = up->n_held;
     pthread_mutex_unlock(&up->lock);
 }
