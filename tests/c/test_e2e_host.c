@@ -10,8 +10,9 @@
  *   token           a wrong or missing SJ-TOKEN is refused in-band and
  *                   logged; the right one works
  *   hostile input   garbage protobuf, unknown gRPC method, unknown uri,
- *                   malformed dispatch bodies, > 10 MiB messages; the host
- *                   still runs a cluster job to SUCCESS afterwards
+ *                   malformed dispatch bodies, > 10 MiB messages (not in
+ *                   TSan builds, see there); the host still runs a cluster
+ *                   job to SUCCESS afterwards
  *   server loss     emulator killed and restarted on the same port: the
  *                   host re-registers within one interval and logs each
  *                   state change once; a server down at host start; a
@@ -1067,7 +1068,7 @@ static void expect_row(const char *text, const char *env_name,
            value, source);
 }
 
-/* Exit code 2 and a message naming `what`. */
+/* Exit status `want_rc` and a message naming `what`. */
 static void expect_config_error(const char *dir, const char *const *env,
                                 const char *const *args, const char *what,
                                 int want_rc)
