@@ -399,7 +399,8 @@ static void test_under_load(void)
     CHECK(mixed == 0);
     CHECK(unfinished == 0);
     /* The reloads did apply under load: tasks ran on most versions. */
-    CHECKF(versions >= 15, "only %d versions seen", versions);
+    CHECKF(versions >= (h_factor() > 1 ? 10 : 15), "only %d versions seen",
+           versions);
     CHECK(seen[20] > 0);
 }
 

@@ -6,6 +6,7 @@
  * tasks across reloads through the real binary.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,16 +56,32 @@ static void rm_rf(const char *dir)
 
 /* ---- sj_watch ------------------------------------------------------------ */
 
+/* What the last fire saw: written by the watcher thread, read by main. */
+static pthread_mutex_t fire_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int fires;
-static char last_why[512];
-static long long last_fire_ms;
+static char fired_why[512];
+static long long fired_ms;
 
 static void on_fire(void *ud, const char *why)
 {
     (void)ud;
-    snprintf(last_why, sizeof last_why, "%s", why);
-    last_fire_ms = sj_mono_ms();
+    pthread_mutex_lock(&fire_lock);
+    snprintf(fired_why, sizeof fired_why, "%s", why);
+    fired_ms = sj_mono_ms();
+    pthread_mutex_unlock(&fire_lock);
     atomic_fetch_add(&fires, 1);
+}
+
+/* Copies of the last fire's reason and time (main thread). */
+static char last_why[512];
+static long long last_fire_ms;
+
+static void take_last(void)
+{
+    pthread_mutex_lock(&fire_lock);
+    memcpy(last_why, fired_why, sizeof last_why);
+    last_fire_ms = fired_ms;
+    pthread_mutex_unlock(&fire_lock);
 }
 
 /* Wait until `n` fires happened, then a quiet moment; returns the count. */
@@ -74,6 +91,7 @@ static int settle(int n)
     while (atomic_load(&fires) < n && sj_mono_ms() < until)
         sleep_ms(5);
     sleep_ms(150 * factor()); /* nothing more should come */
+    take_last();
     return atomic_load(&fires);
 }
 
@@ -90,7 +108,8 @@ static void test_watch(void)
     if (dir == NULL)
         return;
     atomic_store(&fires, 0);
-    CHECK_INT_EQ(sj_watch_start(dirs, 1, 30, on_fire, NULL, &w), 0);
+    CHECK_INT_EQ(
+        sj_watch_start(dirs, 1, (int)(30 * factor()), on_fire, NULL, &w), 0);
     if (w == NULL)
         return;
 
@@ -145,7 +164,7 @@ static void test_watch(void)
     CHECK_STR_EQ(last_why, "SIGHUP");
     CHECK(last_fire_ms - t0 < 25 * factor());
 
-    /* Debounce: fires about 30 ms after the last event, not the first. */
+    /* Debounce: fires 30 ms (scaled) after the last event, not the first. */
     t0 = sj_mono_ms();
     for (int i = 0; i < 4; i++) {
         put(dir, "f3.lua", "return 4\n");
