@@ -4,6 +4,7 @@
  */
 #include "sj_lualib.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -718,7 +719,10 @@ static int snailjob_mr_do_map(lua_State *L)
     size_t nlen = 0;
     const char *name =
         lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &nlen) : NULL;
-    if (name == NULL || nlen == 0)
+    size_t blank = 0; /* Java refuses blank names (StrUtil.isBlank) */
+    while (name != NULL && blank < nlen && isspace((unsigned char)name[blank]))
+        blank++;
+    if (name == NULL || blank == nlen)
         return mr_error(L, "sj.mr_do_map: next_task_name must be a "
                            "non-empty string");
     if (strcmp(name, SJ_ROOT_MAP) == 0)

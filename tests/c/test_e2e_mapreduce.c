@@ -93,6 +93,7 @@ static const char EXECUTORS[] =
     "bad:map(function(args)\n"
     "  local p = args.job_params\n"
     "  if p == 'empty_name' then return sj.mr_do_map({ 1 }, '') end\n"
+    "  if p == 'blank_name' then return sj.mr_do_map({ 1 }, ' \\t ') end\n"
     "  if p == 'root_name' then return sj.mr_do_map({ 1 }, sj.ROOT_MAP) end\n"
     "  if p == 'no_name' then return sj.mr_do_map({ 1 }) end\n"
     "  if p == 'not_list' then return sj.mr_do_map('abc', 'X') end\n"
@@ -708,6 +709,8 @@ static void test_refusals(void)
     check_refused(SJ_SRV_MAP, "fanout", "0", "ROOT_MAP",
                   "sj.mr_do_map: the list is empty");
     check_refused(SJ_SRV_MAP, "badMap", "empty_name", "ROOT_MAP",
+                  "next_task_name must be a non-empty string");
+    check_refused(SJ_SRV_MAP, "badMap", "blank_name", "ROOT_MAP",
                   "next_task_name must be a non-empty string");
     check_refused(SJ_SRV_MAP, "badMap", "no_name", "ROOT_MAP",
                   "next_task_name must be a non-empty string");
