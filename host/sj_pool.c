@@ -66,8 +66,7 @@ struct sj_pool {
     pthread_t watchdog;
     char load_error[1024];
     /* fan-out ordering, see deliver(); guarded by lock */
-    struct fan *fans;  /* tasks between their map report and own report */
-    struct held *held; /* leaf reports waiting for those, oldest first */
+    struct fan *fans; /* tasks holding their batch's report barrier */
     gen *gen;                    /* current generation; guarded by lock */
     pthread_mutex_t reload_lock; /* one sj_pool_reload at a time */
 };
@@ -176,17 +175,11 @@ static void task_log(void *ud, const sj_task *t, sj_log_level level, const char 
                     location);
 }
 
-/* A task that sent a map report and has not reported its own result. */
+/* A task that holds its batch's report barrier (sj_upstream_hold) from
+ * its first map report until deliver(). */
 struct fan {
     struct fan *next;
     const sj_task *t;
-};
-
-/* A leaf's report held back until its batch has no fan left here. */
-struct held {
-    struct held *next;
-    int64_t batch;
-    char *report;
 };
 
 static int map_report(void *ud, sj_task *t, const char *next_task_name,
@@ -200,16 +193,24 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
     struct fan *f;
     int rc;
 
-    /* From now on t is a (would-be) parent: see deliver(). */
+    /* From now on t is a (would-be) parent: hold its batch's other
+     * reports before the server can create children (see deliver()). Only
+     * this worker's thread adds or removes t's entry. */
     pthread_mutex_lock(&pool->lock);
     for (f = pool->fans; f != NULL && f->t != t; f = f->next)
         ;
-    if (f == NULL && (f = malloc(sizeof *f)) != NULL) {
-        f->t = t;
-        f->next = pool->fans;
-        pool->fans = f;
-    }
     pthread_mutex_unlock(&pool->lock);
+    if (f == NULL && (f = malloc(sizeof *f)) != NULL) {
+        if (sj_upstream_hold(pool->opts.up, t->task_batch_id) == 0) {
+            f->t = t;
+            pthread_mutex_lock(&pool->lock);
+            f->next = pool->fans;
+            pool->fans = f;
+            pthread_mutex_unlock(&pool->lock);
+        } else {
+            free(f);
+        }
+    }
 
     wf = wf_changes != NULL ? json_dumps(wf_changes, JSON_COMPACT) : NULL;
     req = json_pack("{s:I,s:I,s:I,s:s,s:O,s:s}", "jobId",
@@ -247,14 +248,6 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
     return rc;
 }
 
-static int batch_has_fan(const sj_pool *pool, int64_t batch)
-{
-    for (const struct fan *f = pool->fans; f != NULL; f = f->next)
-        if (f->t->task_batch_id == batch)
-            return 1;
-    return 0;
-}
-
 /*
  * Hand t's report (may be NULL: not reported) to the upstream, keeping the
  * fan-out order of protocol.md §6.6: the server completes a batch only on
@@ -262,58 +255,29 @@ static int batch_has_fan(const sj_pool *pool, int64_t batch)
  * parent's own report never completes it. Children often run here while
  * their parent still waits for its map report's answer (§4.4), and a leaf
  * reporting before that parent would leave the batch RUNNING until its
- * timeout. So while a task of batch B on this host is between its map
- * report and its own report, the leaf reports of B are held, and they go
- * right after the parent's own report. Never blocks a worker.
+ * timeout. So a task that called map_report holds its batch's report
+ * barrier in the upstream (sj_upstream.h): the other reports of the batch
+ * are journaled but wait until the parent's own report is acknowledged,
+ * or until it ends unreported. Never blocks a worker.
  */
 static void deliver(sj_pool *pool, const sj_task *t, char *report)
 {
     struct fan **fp, *mine = NULL;
-    struct held *h, **hp, *go = NULL, **gt = &go;
 
     pthread_mutex_lock(&pool->lock);
-    for (fp = &pool->fans; *fp != NULL && mine == NULL; fp = &(*fp)->next)
-        if ((*fp)->t == t)
+    for (fp = &pool->fans; *fp != NULL; fp = &(*fp)->next)
+        if ((*fp)->t == t) {
             mine = *fp;
-    if (mine == NULL && report != NULL &&
-        batch_has_fan(pool, t->task_batch_id) &&
-        (h = malloc(sizeof *h)) != NULL) {
-        h->next = NULL;
-        h->batch = t->task_batch_id;
-        h->report = report;
-        for (hp = &pool->held; *hp != NULL; hp = &(*hp)->next)
-            ;
-        *hp = h;
-        report = NULL;
-    }
-    pthread_mutex_unlock(&pool->lock);
-    /* a parent reports while still listed, so no leaf can overtake it */
-    if (report != NULL)
-        sj_upstream_report(pool->opts.up, report);
-    if (mine == NULL)
-        return;
-
-    pthread_mutex_lock(&pool->lock);
-    for (fp = &pool->fans; *fp != mine; fp = &(*fp)->next)
-        ;
-    *fp = mine->next;
-    for (hp = &pool->held; (h = *hp) != NULL;) {
-        if (batch_has_fan(pool, h->batch)) {
-            hp = &h->next;
-            continue;
+            *fp = mine->next;
+            break;
         }
-        *hp = h->next;
-        h->next = NULL;
-        *gt = h;
-        gt = &h->next;
-    }
     pthread_mutex_unlock(&pool->lock);
+    if (report != NULL)
+        sj_upstream_report_task(pool->opts.up, t->task_batch_id, report,
+                                mine != NULL);
+    else if (mine != NULL)
+        sj_upstream_release(pool->opts.up, t->task_batch_id);
     free(mine);
-    while ((h = go) != NULL) {
-        go = h->next;
-        sj_upstream_report(pool->opts.up, h->report);
-        free(h);
-    }
 }
 
 /* ---- queue (lock held) ------------------------------------------------- */
@@ -630,6 +594,9 @@ void sj_pool_stop_batch(void *ud, int64_t batch)
         SJ_INFO("batch %lld stopped: %zu running task(s) interrupted, %zu "
                 "queued dropped",
                 (long long)batch, flagged, dropped);
+    /* §7.1: nothing more is reported for it, held reports included */
+    if (pool->opts.up != NULL)
+        sj_upstream_drop_held(pool->opts.up, batch);
 }
 
 int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,

@@ -35,7 +35,18 @@ typedef struct report {
     int failures;
     int in_flight;
     long long next_try; /* monotonic ms */
+    int64_t batch;      /* taskBatchId for the barrier; 0: none */
+    int held;           /* 1: waits for its batch's holders (not sent) */
+    int releases;       /* 1: its ack ends one hold of `batch` */
 } report;
+
+/* Holders of one batch's report barrier (sj_upstream.h). */
+typedef struct barrier {
+    struct barrier *next;
+    int64_t batch;
+    int holders; /* > 0 while listed */
+    int stopped; /* the server stopped the batch: drop, never release */
+} barrier;
 
 typedef struct logrec {
     struct logrec *next;
@@ -73,6 +84,8 @@ struct sj_upstream {
     sj_spool *spool;
     report *rhead, *rtail;
     size_t n_reports, reports_in_flight;
+    barrier *barriers; /* batches with holders */
+    size_t n_held;     /* reports with held set */
 
     /* logs */
     logrec *lhead, *ltail;
@@ -264,6 +277,71 @@ static char *register_body(sj_upstream *up)
 
 /* ---- results ----------------------------------------------------------- */
 
+static barrier *barrier_find(const sj_upstream *up, int64_t batch)
+{
+    for (barrier *b = up->barriers; b != NULL; b = b->next)
+        if (b->batch == batch)
+            return b;
+    return NULL;
+}
+
+static void report_unlink(sj_upstream *up, report *r);
+
+/* Forget the held reports of `batch`, done in the journal. Lock held. */
+static size_t drop_held(sj_upstream *up, int64_t batch)
+{
+    size_t n = 0;
+
+    for (report *r = up->rhead, *next; r != NULL; r = next) {
+        next = r->next;
+        if (!r->held || r->batch != batch)
+            continue;
+        if (up->spool)
+            sj_spool_ack(up->spool, r->seq);
+        up->n_held--;
+        report_unlink(up, r);
+        n++;
+    }
+    if (n > 0)
+        SJ_INFO("batch %" PRId64 " stopped by the server: %zu held result(s) "
+                "dropped, not reported",
+                batch, n);
+    return n;
+}
+
+/* End one hold of `batch`; after the last one its held reports become due
+ * (in list order, the pump sends them oldest first), or are dropped if the
+ * batch was stopped meanwhile. Returns how many were released. Lock
+ * held. */
+static size_t barrier_release(sj_upstream *up, int64_t batch)
+{
+    barrier **bp, *b;
+    size_t n = 0;
+    int stopped;
+
+    for (bp = &up->barriers; *bp != NULL && (*bp)->batch != batch;
+         bp = &(*bp)->next)
+        ;
+    if ((b = *bp) == NULL || --b->holders > 0)
+        return 0;
+    *bp = b->next;
+    stopped = b->stopped;
+    free(b);
+    if (stopped) {
+        drop_held(up, batch);
+        return 0;
+    }
+    for (report *r = up->rhead; r != NULL; r = r->next)
+        if (r->held && r->batch == batch) {
+            r->held = 0;
+            up->n_held--;
+            n++;
+        }
+    if (n > 0)
+        SJ_DEBUG("batch %" PRId64 ": %zu held result(s) released", batch, n);
+    return n;
+}
+
 typedef struct report_ctx {
     sj_upstream *up;
     report *r;
@@ -300,6 +378,8 @@ static void report_done(void *ud, int err, const char *detail,
         up->stats.reports_acked++;
         if (up->spool)
             sj_spool_ack(up->spool, r->seq);
+        if (r->releases) /* accepted by the server: its batch may go on */
+            barrier_release(up, r->batch);
         report_unlink(up, r);
     } else if (err == 0 && ++r->refusals >= REPORT_MAX_REFUSALS) {
         /* The server keeps saying no (unknown task, bad token): resending
@@ -310,6 +390,8 @@ static void report_done(void *ud, int err, const char *detail,
                  r->body);
         if (up->spool)
             sj_spool_ack(up->spool, r->seq);
+        if (r->releases)
+            barrier_release(up, r->batch);
         report_unlink(up, r);
     } else {
         int delay = BACKOFF_MIN_MS << (r->failures < 5 ? r->failures : 5);
@@ -325,7 +407,7 @@ static void report_done(void *ud, int err, const char *detail,
     /* Wake the upstream thread only if reports wait for it (window room,
      * a resend time); an acknowledgement alone leaves it asleep. */
     up->calls_in_flight--;
-    if (up->n_reports > up->reports_in_flight || up->stopping)
+    if (up->n_reports - up->n_held > up->reports_in_flight || up->stopping)
         pthread_cond_broadcast(&up->cond);
     pthread_mutex_unlock(&up->lock);
 }
@@ -351,6 +433,12 @@ static long long pump_reports(sj_upstream *up, long long now, long long wake);
 
 int sj_upstream_report(sj_upstream *up, char *body)
 {
+    return sj_upstream_report_task(up, 0, body, 0);
+}
+
+int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
+                            int own_hold)
+{
     uint64_t seq = 0;
     int rc;
 
@@ -361,18 +449,67 @@ int sj_upstream_report(sj_upstream *up, char *body)
     }
     pthread_mutex_lock(&up->lock);
     rc = enqueue_report(up, body, seq);
+    if (rc == 0 && batch != 0) {
+        report *r = up->rtail;
+        r->batch = batch;
+        r->releases = own_hold;
+        if (!own_hold && barrier_find(up, batch) != NULL) {
+            r->held = 1;
+            up->n_held++;
+        }
+    } else if (rc != 0 && own_hold) {
+        barrier_release(up, batch); /* its report will never be acked */
+    }
     up->stats.reports_sent++;
     /* Start it from this thread, as the upstream thread's pass would (same
      * order, same window): one thread hop fewer per task. Only what could
      * not start (window full, backing off) is left to that thread. */
     if (rc == 0 && !up->stopping)
         pump_reports(up, sj_mono_ms(), 0);
-    if (rc != 0 || up->stopping || !up->rtail->in_flight)
+    if (rc != 0 || up->stopping || (!up->rtail->in_flight && !up->rtail->held))
         pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
     if (rc != 0)
         free(body);
     return rc;
+}
+
+int sj_upstream_hold(sj_upstream *up, int64_t batch)
+{
+    barrier *b;
+
+    pthread_mutex_lock(&up->lock);
+    if ((b = barrier_find(up, batch)) == NULL &&
+        (b = calloc(1, sizeof *b)) != NULL) {
+        b->batch = batch;
+        b->next = up->barriers;
+        up->barriers = b;
+    }
+    if (b != NULL)
+        b->holders++;
+    pthread_mutex_unlock(&up->lock);
+    return b != NULL ? 0 : SJ_ENOMEM;
+}
+
+size_t sj_upstream_drop_held(sj_upstream *up, int64_t batch)
+{
+    barrier *b;
+    size_t n;
+
+    pthread_mutex_lock(&up->lock);
+    if ((b = barrier_find(up, batch)) != NULL)
+        b->stopped = 1; /* what is held later goes the same way */
+    n = drop_held(up, batch);
+    pthread_mutex_unlock(&up->lock);
+    return n;
+}
+
+void sj_upstream_release(sj_upstream *up, int64_t batch)
+{
+    pthread_mutex_lock(&up->lock);
+    if (barrier_release(up, batch) > 0)
+        pthread_cond_signal(&up->cond); /* the upstream thread sends them */
+    pthread_mutex_unlock(&up->lock);
 }
 
 static void recover_report(void *ud, uint64_t seq, const char *body)
@@ -572,7 +709,7 @@ static long long pump_reports(sj_upstream *up, long long now, long long wake)
 {
     for (report *r = up->rhead;
          r != NULL && up->reports_in_flight < REPORT_WINDOW; r = r->next) {
-        if (r->in_flight)
+        if (r->in_flight || r->held)
             continue;
         if (r->next_try > now) {
             wake = min_ll(wake, r->next_try);
@@ -741,8 +878,10 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     pthread_mutex_lock(&up->lock);
     up->flush_now = 1;
     pthread_cond_signal(&up->cond);
-    while ((up->n_logs > 0 || up->n_reports > 0) && up->state == LINK_UP &&
-           sj_mono_ms() < until) {
+    /* Held reports whose holder can no longer release them are not
+     * waited for: they stay in the journal. */
+    while ((up->n_logs > 0 || up->n_reports > up->n_held) &&
+           up->state == LINK_UP && sj_mono_ms() < until) {
         pthread_mutex_unlock(&up->lock);
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
@@ -767,6 +906,11 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
                 up->n_reports);
     while (up->rhead)
         report_unlink(up, up->rhead);
+    while (up->barriers) {
+        barrier *b = up->barriers;
+        up->barriers = b->next;
+        free(b);
+    }
     while (up->lhead) {
         logrec *l = up->lhead;
         up->lhead = l->next;
@@ -844,5 +988,6 @@ void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st)
     pthread_mutex_lock(&up->lock);
     *st = up->stats;
     st->reports_pending = up->n_reports;
+    st->reports_held = up->n_held;
     pthread_mutex_unlock(&up->lock);
 }

@@ -19,6 +19,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sj_config.h"
 #include "sj_link.h"
@@ -53,8 +54,63 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms);
 int sj_upstream_set_executors(sj_upstream *up, const char *const *names,
                               size_t n);
 
-/* Queue a /report/dispatch/result body (takes ownership of `body`). */
+/* Queue a /report/dispatch/result body (takes ownership of `body`); never
+ * held by a report barrier (below). */
 int sj_upstream_report(sj_upstream *up, char *body);
+
+/*
+ * Report barrier per batch (protocol.md §6.6, the fan-out race). The Java
+ * server completes a MAP / MAP_REDUCE batch only on a leaf task's report
+ * and only when no task of it is RUNNING; a non-leaf parent's own report
+ * never triggers that check. Children of a parent fanning out from this
+ * host often run here too, and if all their results reach the server
+ * before the parent's own one, the batch stays RUNNING until its timeout.
+ *
+ * So a task about to call /batch/report/job/map/task/v1 takes a hold on
+ * its batch (sj_upstream_hold). While batch B has holders, result reports
+ * of B queued with sj_upstream_report_task(.., own_hold=0) are journaled
+ * at once (a crash loses nothing) but not sent. A holder ends its hold
+ * exactly once: by queueing its own report with own_hold=1 - that report
+ * is never held, and the hold ends when the server acknowledges it (or
+ * refuses it for good) - or, if it ends unreported (stopped, timed out,
+ * shut down), with sj_upstream_release. When B's last holder is gone, its
+ * held reports go out in their original order; if the server stopped B
+ * meanwhile (sj_upstream_drop_held) they are dropped instead. Holds nest
+ * (a child that fans out again is one more holder). Nothing the holder
+ * waits for (the map report's reply) depends on held reports, so holds
+ * cannot deadlock; a holder whose own report cannot be delivered keeps
+ * B's reports held (they stay journaled, and sj_upstream_stop does not
+ * wait for them). Reports recovered from the journal at start are never
+ * held.
+ *
+ * The emulator applies a report before it answers; the Java server
+ * answers once its result actor has the message, so there the row update
+ * may trail the answer by that actor's queue: the barrier narrows the
+ * race to that, it cannot close it from the client.
+ *
+ * Any thread. Counts and held reports belong to the upstream.
+ */
+
+/* One more holder of `batch`. 0 or SJ_ENOMEM (then nothing is held). */
+int sj_upstream_hold(sj_upstream *up, int64_t batch);
+
+/* End one hold of `batch` without a report of the holder. */
+void sj_upstream_release(sj_upstream *up, int64_t batch);
+
+/* The server stopped `batch` (/job/stop/v1): forget its reports held now,
+ * and those held later until its last holder is gone, marking them done
+ * in the journal - the server already settled those tasks, and a late
+ * FAIL could still start a retry (protocol.md §7.1). Returns how many were
+ * dropped now. Hold counts are not changed. */
+size_t sj_upstream_drop_held(sj_upstream *up, int64_t batch);
+
+/* Queue the result report (takes ownership of `body`) of a task of
+ * `batch`. own_hold 0: held while the batch has holders. own_hold 1: the
+ * reporting task holds the batch; the report goes at once and its
+ * acknowledgement (or final refusal) ends that hold - also if queueing
+ * fails (then the hold ends now). */
+int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
+                            int own_hold);
 
 /* Queue one remote log line of task `t`. Never blocks. `location` may be
  * NULL. Level names follow Java's (DEBUG/INFO/WARN/ERROR). */
@@ -82,6 +138,7 @@ int sj_upstream_connected(sj_upstream *up, char *why, size_t whylen);
 typedef struct sj_upstream_stats {
     unsigned long beats_ok, beats_failed;
     unsigned long reports_sent, reports_acked, reports_pending;
+    unsigned long reports_held; /* pending reports held by a barrier now */
     unsigned long log_lines_sent, log_lines_dropped, log_lines_queued;
 } sj_upstream_stats;
 void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st);
