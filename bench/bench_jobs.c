@@ -440,18 +440,27 @@ static int run_phase(size_t total, size_t inflight, result *out, long long *acc,
     for (size_t i = 0; i < inflight && i < total; i++)
         issue_next(ph);
     pthread_mutex_lock(&ph->lock);
-    while (atomic_load(&ph->done) < total) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 30;
-        if (pthread_cond_timedwait(&ph->cond, &ph->lock, &ts) == ETIMEDOUT &&
-            atomic_load(&ph->done) < total) {
-            fprintf(stderr,
-                    "bench_jobs: stalled: %zu of %zu jobs done after 30 s "
-                    "without progress\n",
-                    atomic_load(&ph->done), total);
-            rc = -1;
-            break;
+    {
+        /* Stalled = no job finished for 30 s (a slow phase is fine). */
+        size_t seen = 0;
+        long long last = now_ns();
+        while (atomic_load(&ph->done) < total) {
+            struct timespec ts;
+            size_t d;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&ph->cond, &ph->lock, &ts);
+            if ((d = atomic_load(&ph->done)) != seen) {
+                seen = d;
+                last = now_ns();
+            } else if (d < total && now_ns() - last > 30 * 1000000000LL) {
+                fprintf(stderr,
+                        "bench_jobs: stalled: %zu of %zu jobs done, none "
+                        "for 30 s\n",
+                        d, total);
+                rc = -1;
+                break;
+            }
         }
     }
     pthread_mutex_unlock(&ph->lock);
