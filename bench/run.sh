@@ -57,8 +57,12 @@ done
 echo
 echo "== machine: $(nproc) cpu(s), load average $(cut -d' ' -f1-3 /proc/loadavg)," \
      "$(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "== source: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-     "$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo '(working tree differs from HEAD)')"
+if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+    echo "== source: $(git -C "$root" rev-parse --short HEAD)" \
+         "$(git -C "$root" diff --quiet HEAD -- || echo '(working tree differs from HEAD)')"
+else
+    echo "== source: $root (not a git checkout)"
+fi
 
 for b in $built; do
     exe="$build/bench/$b"
