@@ -33,8 +33,7 @@ static int pack(const ProtobufCMessage *msg, uint8_t **out, size_t *len)
     return 0;
 }
 
-int sj_codec_encode_request(const sj_request *req, uint8_t **out,
-                            size_t *len)
+int sj_codec_encode_request(const sj_request *req, uint8_t **out, size_t *len)
 {
     GrpcSnailJobRequest msg = GRPC_SNAIL_JOB_REQUEST__INIT;
     Metadata meta = METADATA__INIT;

@@ -14,8 +14,7 @@
 #include "sj_wire.h"
 
 /* Encode into a malloc'd buffer the caller frees. 0 or SJ_ENOMEM. */
-int sj_codec_encode_request(const sj_request *req, uint8_t **out,
-                            size_t *len);
+int sj_codec_encode_request(const sj_request *req, uint8_t **out, size_t *len);
 int sj_codec_encode_reply(const sj_reply *reply, uint8_t **out, size_t *len);
 
 /* Decode `len` bytes into `out` (overwritten). 0, SJ_EPROTO, SJ_ETOOBIG or

@@ -30,44 +30,44 @@ typedef enum sj_config_source {
 
 /* The values, already parsed and checked. Strings are owned by the struct. */
 typedef struct sj_config {
-    char *server_host;       /* SNAIL_SERVER_HOST, "127.0.0.1" */
-    int server_port;         /* SNAIL_SERVER_PORT, 17888 */
-    char *host_ip;           /* SNAIL_HOST_IP, "127.0.0.1" */
-    int host_port;           /* SNAIL_HOST_PORT, 17889 (0 = any free port) */
-    char *namespace_id;      /* SNAIL_NAMESPACE, file key "namespace",
-                                "764d604ec6fc45f68cd92514c40e9e1a" */
-    char *group_name;        /* SNAIL_GROUP_NAME, "snail_job_demo_group" */
-    char *token;             /* SNAIL_TOKEN, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj" */
-    char *labels;            /* SNAIL_LABELS, "" (k:v,k:v, e.g. "env:dev") */
-    char *log_level;         /* SNAIL_LOG_LEVEL, "INFO" */
-    char *log_file;          /* SNAIL_LOG_FILE, "" = stderr only */
-    char *executors;         /* SNAIL_EXECUTORS, ":"-separated paths/globs */
-    int workers;             /* SNAIL_WORKERS, 4 */
-    double beat_interval;    /* SNAIL_BEAT_INTERVAL, 10 (seconds, > 0, <= 30) */
-    int executor_type;       /* SNAIL_EXECUTOR_TYPE, 2 (1, 2 or 3) */
-    int queue_size;          /* SNAIL_QUEUE_SIZE, 1024 tasks waiting */
+    char *server_host;  /* SNAIL_SERVER_HOST, "127.0.0.1" */
+    int server_port;    /* SNAIL_SERVER_PORT, 17888 */
+    char *host_ip;      /* SNAIL_HOST_IP, "127.0.0.1" */
+    int host_port;      /* SNAIL_HOST_PORT, 17889 (0 = any free port) */
+    char *namespace_id; /* SNAIL_NAMESPACE, file key "namespace",
+                           "764d604ec6fc45f68cd92514c40e9e1a" */
+    char *group_name;   /* SNAIL_GROUP_NAME, "snail_job_demo_group" */
+    char *token;        /* SNAIL_TOKEN, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj" */
+    char *labels;       /* SNAIL_LABELS, "" (k:v,k:v, e.g. "env:dev") */
+    char *log_level;    /* SNAIL_LOG_LEVEL, "INFO" */
+    char *log_file;     /* SNAIL_LOG_FILE, "" = stderr only */
+    char *executors;    /* SNAIL_EXECUTORS, ":"-separated paths/globs */
+    int workers;        /* SNAIL_WORKERS, 4 */
+    double beat_interval; /* SNAIL_BEAT_INTERVAL, 10 (seconds, > 0, <= 30) */
+    int executor_type;    /* SNAIL_EXECUTOR_TYPE, 2 (1, 2 or 3) */
+    int queue_size;       /* SNAIL_QUEUE_SIZE, 1024 tasks waiting */
     double log_remote_interval; /* SNAIL_LOG_REMOTE_INTERVAL, 1 (seconds) */
     int log_remote_buffer_size; /* SNAIL_LOG_REMOTE_BUFFER_SIZE, 50 records */
-    char *spool_dir;         /* SNAIL_SPOOL_DIR, ".snailjob-spool" */
-    int memory_limit_mb;     /* SNAIL_MEMORY_LIMIT_MB, 256 per Lua state */
-    char *lua_path;          /* SNAIL_LUA_PATH, "" = Lua's default */
-    char *lua_cpath;         /* SNAIL_LUA_CPATH, "" = Lua's default */
-    double rpc_timeout;      /* SNAIL_RPC_TIMEOUT, 10 (seconds per call) */
+    char *spool_dir;            /* SNAIL_SPOOL_DIR, ".snailjob-spool" */
+    int memory_limit_mb;        /* SNAIL_MEMORY_LIMIT_MB, 256 per Lua state */
+    char *lua_path;             /* SNAIL_LUA_PATH, "" = Lua's default */
+    char *lua_cpath;            /* SNAIL_LUA_CPATH, "" = Lua's default */
+    double rpc_timeout;         /* SNAIL_RPC_TIMEOUT, 10 (seconds per call) */
 
     /* Private to sj_config.c: where each setting came from, in
      * sj_config_item_get order, and the paths that FILE/DOTENV refer to. */
     sj_config_source src_[SJ_CONFIG__MAX_SETTINGS];
-    char *file_path_;        /* the -c path, NULL without one */
-    char *dotenv_path_;      /* the .env path if one was read, else NULL */
+    char *file_path_;   /* the -c path, NULL without one */
+    char *dotenv_path_; /* the .env path if one was read, else NULL */
 } sj_config;
 
 /* One row of --print-config. */
 typedef struct sj_config_item {
-    const char *key;     /* file key, e.g. "server_port" */
-    const char *env;     /* env name, e.g. "SNAIL_SERVER_PORT" */
-    char value[512];     /* effective value as text */
+    const char *key; /* file key, e.g. "server_port" */
+    const char *env; /* env name, e.g. "SNAIL_SERVER_PORT" */
+    char value[512]; /* effective value as text */
     sj_config_source source;
-    const char *origin;  /* file path for FILE/DOTENV, NULL otherwise */
+    const char *origin; /* file path for FILE/DOTENV, NULL otherwise */
 } sj_config_item;
 
 /*

@@ -8,7 +8,7 @@
 #include "sj_log.h"
 
 #define AUTH_FAILED                                                            \
-    "Authentication failed. [Please check if the configured Token is "        \
+    "Authentication failed. [Please check if the configured Token is "         \
     "correct]"
 
 static void fail(sj_reply *reply, const sj_request *req, const char *msg)
@@ -16,8 +16,7 @@ static void fail(sj_reply *reply, const sj_request *req, const char *msg)
     sj_reply_set(reply, req->req_id, SJ_STATUS_NO, msg, "null");
 }
 
-static void on_dispatch(sj_endpoint *ep, const sj_request *req,
-                        sj_reply *reply)
+static void on_dispatch(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
 {
     char why[512];
     sj_task *t;
@@ -45,15 +44,14 @@ static void on_dispatch(sj_endpoint *ep, const sj_request *req,
 
 static void on_stop(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
 {
-    json_t *root = json_loads(req->body ? req->body : "", JSON_DECODE_ANY,
-                              NULL);
+    json_t *root =
+        json_loads(req->body ? req->body : "", JSON_DECODE_ANY, NULL);
     json_t *id = json_object_get(json_array_get(root, 0), "taskBatchId");
 
     if (!json_is_integer(id)) {
         json_decref(root);
         SJ_WARN("stop refused: body has no integer taskBatchId");
-        fail(reply, req,
-             "stop body must be [{\"taskBatchId\":<integer>,...}]");
+        fail(reply, req, "stop body must be [{\"taskBatchId\":<integer>,...}]");
         return;
     }
     /* DEBUG: the server sends one stop per task row, also as cleanup after
@@ -85,8 +83,8 @@ void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply)
         char msg[300];
         if (body == NULL)
             snprintf(msg, sizeof msg,
-                     "malformed JSON body for %s: %s (line %d, column %d)",
-                     uri, jerr.text, jerr.line, jerr.column);
+                     "malformed JSON body for %s: %s (line %d, column %d)", uri,
+                     jerr.text, jerr.line, jerr.column);
         else
             snprintf(msg, sizeof msg,
                      "malformed body for %s: expected a JSON array of "

@@ -34,7 +34,7 @@ typedef enum sj_errno {
     SJ__ERRNO_FIRST = -1000,
     SJ_ERRNO_MAP(XX)
 #undef XX
-    SJ__ERRNO_LAST
+        SJ__ERRNO_LAST
 } sj_errno;
 
 /* A static string naming `err`; "unknown error" for anything else. */

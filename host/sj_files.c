@@ -77,8 +77,7 @@ static int add_dir(sj_files *f, const char *dir)
     return rc;
 }
 
-static int add_entry(sj_files *f, const char *entry, char *err,
-                     size_t errlen)
+static int add_entry(sj_files *f, const char *entry, char *err, size_t errlen)
 {
     struct stat st;
     int rc = 0;
@@ -107,8 +106,7 @@ static int add_entry(sj_files *f, const char *entry, char *err,
     return add(f, entry);
 }
 
-int sj_files_expand(const char *spec, sj_files *out, char *err,
-                    size_t errlen)
+int sj_files_expand(const char *spec, sj_files *out, char *err, size_t errlen)
 {
     char *copy, *save = NULL, *entry;
     int rc = 0;

@@ -17,8 +17,7 @@ typedef struct sj_files {
 
 /* Expand `spec` into `out` (zeroed first). Duplicates are dropped. 0, or
  * SJ_ENOENT / SJ_ENOMEM with `err` naming the entry. */
-int sj_files_expand(const char *spec, sj_files *out, char *err,
-                    size_t errlen);
+int sj_files_expand(const char *spec, sj_files *out, char *err, size_t errlen);
 
 void sj_files_free(sj_files *f);
 

@@ -14,8 +14,8 @@
 #include "sj_log.h"
 #include "sj_vm.h"
 
-#define WATCHDOG_MS 10       /* deadline resolution */
-#define IDLE_TRIM_MS 1000    /* idle this long after tasks: malloc_trim */
+#define WATCHDOG_MS 10    /* deadline resolution */
+#define IDLE_TRIM_MS 1000 /* idle this long after tasks: malloc_trim */
 #define SHUTDOWN_GRACE_MS 5000
 
 typedef struct qnode {
@@ -46,18 +46,18 @@ typedef struct worker {
     sj_pool *pool;
     int index;
     pthread_t thread;
-    sj_vm *vm;          /* this thread's only */
-    gen *gen;           /* what vm was built from; this thread's only */
+    sj_vm *vm; /* this thread's only */
+    gen *gen;  /* what vm was built from; this thread's only */
     unsigned long long failed_gen; /* last generation it could not build */
     atomic_ullong gen_number;      /* gen->number, for other threads */
-    sj_task *current;   /* guarded by pool->lock */
-    int ready;          /* 1 loaded, -1 failed; guarded by pool->lock */
+    sj_task *current;              /* guarded by pool->lock */
+    int ready; /* 1 loaded, -1 failed; guarded by pool->lock */
 } worker;
 
 struct sj_pool {
     sj_pool_options opts;
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* work arrived / slot freed / state */
+    pthread_cond_t cond; /* work arrived / slot freed / state */
     qnode *head, *tail;
     size_t queued;
     int shutting_down;
@@ -67,7 +67,7 @@ struct sj_pool {
     char load_error[1024];
     /* fan-out ordering, see deliver(); guarded by lock */
     struct fan *fans; /* tasks holding their batch's report barrier */
-    gen *gen;                    /* current generation; guarded by lock */
+    gen *gen;         /* current generation; guarded by lock */
     pthread_mutex_t reload_lock; /* one sj_pool_reload at a time */
 };
 
@@ -149,8 +149,8 @@ static int gen_new(const char *const *files, size_t n, gen **out, char *err,
         if ((g->paths[i] = strdup(files[i])) == NULL)
             goto fail_mem;
         if (read_text(files[i], &g->texts[i], &g->lens[i]) != 0) {
-            snprintf(err, errlen, "cannot read executor file %s: %s",
-                     files[i], strerror(errno));
+            snprintf(err, errlen, "cannot read executor file %s: %s", files[i],
+                     strerror(errno));
             gen_unref(g);
             return SJ_ENOENT;
         }
@@ -167,12 +167,11 @@ fail_mem:
 
 /* ---- VM callbacks (worker threads) ------------------------------------ */
 
-static void task_log(void *ud, const sj_task *t, sj_log_level level, const char *msg,
-                     size_t len, const char *location)
+static void task_log(void *ud, const sj_task *t, sj_log_level level,
+                     const char *msg, size_t len, const char *location)
 {
     sj_pool *pool = ud;
-    sj_upstream_log(pool->opts.up, t, level, msg, len,
-                    location);
+    sj_upstream_log(pool->opts.up, t, level, msg, len, location);
 }
 
 /* A task that holds its batch's report barrier (sj_upstream_hold) from
@@ -213,9 +212,8 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
     }
 
     wf = wf_changes != NULL ? json_dumps(wf_changes, JSON_COMPACT) : NULL;
-    req = json_pack("{s:I,s:I,s:I,s:s,s:O,s:s}", "jobId",
-                    (json_int_t)t->job_id, "taskBatchId",
-                    (json_int_t)t->task_batch_id, "parentId",
+    req = json_pack("{s:I,s:I,s:I,s:s,s:O,s:s}", "jobId", (json_int_t)t->job_id,
+                    "taskBatchId", (json_int_t)t->task_batch_id, "parentId",
                     (json_int_t)t->task_id, "taskName", next_task_name,
                     "subTask", sub_tasks, "wfContext", wf ? wf : "{}");
     free(wf);
@@ -232,8 +230,8 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
         snprintf(err, errlen, "cannot encode the map report");
         return SJ_ENOMEM;
     }
-    rc = sj_upstream_call(pool->opts.up, "/batch/report/job/map/task/v1",
-                          body, &t->stop, &reply, err, errlen);
+    rc = sj_upstream_call(pool->opts.up, "/batch/report/job/map/task/v1", body,
+                          &t->stop, &reply, err, errlen);
     free(body);
     if (rc != 0)
         return rc;
@@ -328,22 +326,20 @@ static void run_task(worker *w, sj_task *t)
     memset(&run, 0, sizeof run);
     if (stop != SJ_STOP_NONE) {
         /* Its deadline passed, or it was stopped, while it waited. */
-        run.outcome = stop == SJ_STOP_TIMEOUT ? SJ_OUT_TIMEOUT
+        run.outcome = stop == SJ_STOP_TIMEOUT    ? SJ_OUT_TIMEOUT
                       : stop == SJ_STOP_SHUTDOWN ? SJ_OUT_SHUTDOWN
                                                  : SJ_OUT_STOPPED;
         const char *why = stop == SJ_STOP_TIMEOUT
                               ? "not started: executor timeout passed while "
                                 "the task waited in the queue"
                               : "not started: stopped while queued";
-        sj_upstream_log(pool->opts.up, t, SJ_LOG_WARN, why, strlen(why),
-                        NULL);
+        sj_upstream_log(pool->opts.up, t, SJ_LOG_WARN, why, strlen(why), NULL);
     } else {
         sj_vm_run(w->vm, t, &run);
     }
-    SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms",
-             (long long)t->task_id, (long long)t->task_batch_id,
-             t->executor_info, sj_outcome_name(run.outcome),
-             sj_mono_ms() - t0);
+    SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
+             (long long)t->task_batch_id, t->executor_info,
+             sj_outcome_name(run.outcome), sj_mono_ms() - t0);
     report = sj_task_report_json(t, run.outcome, run.result, run.message,
                                  run.wf_changes);
     if (report == NULL)
@@ -424,16 +420,15 @@ static void *worker_thread(void *arg)
     pthread_cond_broadcast(&pool->cond);
     while (rc == 0 && !pool->shutting_down) {
         gen *cur = pool->gen;
-        if (w->vm == NULL ||
-            (cur != w->gen && cur->number != w->failed_gen)) {
+        if (w->vm == NULL || (cur != w->gen && cur->number != w->failed_gen)) {
             /* Between tasks: a new generation was published (or the last
              * run spoiled the VM). A task never sees the switch. */
             unsigned long long had = w->gen->number;
             if (rebuild(w, err, sizeof err) == 0)
                 continue;
             if (w->vm == NULL) {
-                SJ_ERROR("worker-%d cannot rebuild its Lua state: %s",
-                         w->index, err);
+                SJ_ERROR("worker-%d cannot rebuild its Lua state: %s", w->index,
+                         err);
                 break;
             }
             w->failed_gen = cur->number;
@@ -614,8 +609,8 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
         free(pool);
         return SJ_ENOMEM;
     }
-    if ((rc = gen_new(opts->files, opts->n_files, &pool->gen, err,
-                      errlen)) != 0) {
+    if ((rc = gen_new(opts->files, opts->n_files, &pool->gen, err, errlen)) !=
+        0) {
         free(pool->workers);
         free(pool);
         return rc == SJ_ENOENT ? SJ_ELUA : rc;

@@ -42,10 +42,10 @@ typedef struct sj_pool_options {
     const char *const *files; /* executor files, expanded, in load order;
                                  read at start, not kept */
     size_t n_files;
-    const char *lua_path;     /* extra package.path entries or "" */
+    const char *lua_path; /* extra package.path entries or "" */
     const char *lua_cpath;
-    size_t memory_limit;      /* bytes per Lua state, 0 = none */
-    sj_upstream *up;          /* borrowed */
+    size_t memory_limit; /* bytes per Lua state, 0 = none */
+    sj_upstream *up;     /* borrowed */
 } sj_pool_options;
 
 /* Start the workers on generation 1; each loads every executor file into

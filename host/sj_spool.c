@@ -127,8 +127,7 @@ static int write_all(int fd, const char *s, size_t len)
     return 0;
 }
 
-static int append_line(sj_spool *sp, char kind, uint64_t seq,
-                       const char *body)
+static int append_line(sj_spool *sp, char kind, uint64_t seq, const char *body)
 {
     size_t blen = body != NULL ? strlen(body) : 0;
     size_t cap = blen + 40;
@@ -171,8 +170,7 @@ static void adopt_orphans(const char *dir, const char *ours, recs *r)
             if (read_journal(fd, r) == 0) {
                 unlink(path);
                 if (r->n > before)
-                    SJ_INFO("spool: adopted %s from a host that is gone",
-                            path);
+                    SJ_INFO("spool: adopted %s from a host that is gone", path);
             }
         }
         close(fd); /* releases the lock */
@@ -236,8 +234,7 @@ int sj_spool_open(const char *dir, const char *name, sj_spool_each each,
     snprintf(sp->path, sizeof sp->path, "%s/%s.journal", dir, name);
     sp->fd = open(sp->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (sp->fd < 0) {
-        snprintf(err, errlen, "spool file '%s': %s", sp->path,
-                 strerror(errno));
+        snprintf(err, errlen, "spool file '%s': %s", sp->path, strerror(errno));
         rc = SJ_EIO;
         goto fail;
     }
@@ -250,14 +247,12 @@ int sj_spool_open(const char *dir, const char *name, sj_spool_each each,
         goto fail_fd;
     }
     if ((rc = read_journal(sp->fd, &r)) != 0) {
-        snprintf(err, errlen, "spool file '%s': %s", sp->path,
-                 sj_strerror(rc));
+        snprintf(err, errlen, "spool file '%s': %s", sp->path, sj_strerror(rc));
         goto fail_fd;
     }
     adopt_orphans(dir, sp->path, &r);
     if ((rc = compact(sp, &r, each, ud)) != 0) {
-        snprintf(err, errlen, "spool file '%s': cannot rewrite it",
-                 sp->path);
+        snprintf(err, errlen, "spool file '%s': cannot rewrite it", sp->path);
         goto fail_fd;
     }
     recs_free(&r);

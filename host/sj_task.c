@@ -52,8 +52,8 @@ typedef struct reader {
 static void wrong(reader *r, const char *key, const char *want)
 {
     if (!r->failed)
-        snprintf(r->err, r->errlen,
-                 "dispatch field '%s' must be %s", key, want);
+        snprintf(r->err, r->errlen, "dispatch field '%s' must be %s", key,
+                 want);
     r->failed = 1;
 }
 
@@ -165,8 +165,9 @@ int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen)
     }
     r.obj = json_array_get(root, 0);
     if (!json_is_array(root) || !json_is_object(r.obj)) {
-        snprintf(err, errlen, "dispatch body must be a JSON array holding "
-                              "one DispatchJobRequest object");
+        snprintf(err, errlen,
+                 "dispatch body must be a JSON array holding "
+                 "one DispatchJobRequest object");
         json_decref(root);
         return SJ_EJSON;
     }
@@ -199,8 +200,8 @@ int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen)
     get_str(&r, "argsStr", &args);
     if (!r.failed && (t->executor_info == NULL || !t->executor_info[0]))
         wrong(&r, "executorInfo", "a non-empty executor name");
-    if (!r.failed && (t->task_type < SJ_TYPE_CLUSTER ||
-                      t->task_type > SJ_TYPE_MAP_REDUCE))
+    if (!r.failed &&
+        (t->task_type < SJ_TYPE_CLUSTER || t->task_type > SJ_TYPE_MAP_REDUCE))
         wrong(&r, "taskType", "1 (cluster) to 5 (map-reduce)");
     if (!r.failed && get_int(&r, "mrStage", &n, 0) &&
         (n < SJ_STAGE_MAP || n > SJ_STAGE_MERGE))
@@ -252,9 +253,8 @@ char *sj_task_report_json(const sj_task *t, sj_outcome out,
                         json_string(message != NULL ? message
                                     : ok ? "Task executed successfully"
                                          : "Task execution failed"));
-    req = json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "jobId",
-                    (json_int_t)t->job_id, "taskBatchId",
-                    (json_int_t)t->task_batch_id, "taskId",
+    req = json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "jobId", (json_int_t)t->job_id,
+                    "taskBatchId", (json_int_t)t->task_batch_id, "taskId",
                     (json_int_t)t->task_id, "taskType", t->task_type,
                     "taskStatus", ok ? SJ_TASK_SUCCESS : SJ_TASK_FAIL,
                     "executeResult", er);
@@ -272,12 +272,11 @@ char *sj_task_report_json(const sj_task *t, sj_outcome out,
      * primitive: never null, default false. */
     if (t->has_retry_scene)
         json_object_set_new(req, "retryScene", json_integer(t->retry_scene));
-    json_object_set_new(req, "retryStatus",
-                        json_boolean(t->has_retry_status ? t->retry_status
-                                                         : t->retry));
-    json_object_set_new(req, "retry",
-                        json_boolean(t->has_retry ? t->retry
-                                                  : t->retry_status));
+    json_object_set_new(
+        req, "retryStatus",
+        json_boolean(t->has_retry_status ? t->retry_status : t->retry));
+    json_object_set_new(
+        req, "retry", json_boolean(t->has_retry ? t->retry : t->retry_status));
     if (wf_changes != NULL && json_object_size(wf_changes) > 0) {
         char *wf = json_dumps(wf_changes, JSON_COMPACT);
         if (wf != NULL)

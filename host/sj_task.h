@@ -30,8 +30,12 @@ enum {
 };
 
 /* MapReduce stages. */
-enum { SJ_STAGE_NONE = 0, SJ_STAGE_MAP = 1, SJ_STAGE_REDUCE = 2,
-       SJ_STAGE_MERGE = 3 };
+enum {
+    SJ_STAGE_NONE = 0,
+    SJ_STAGE_MAP = 1,
+    SJ_STAGE_REDUCE = 2,
+    SJ_STAGE_MERGE = 3
+};
 
 /* Task status in reports. */
 enum { SJ_TASK_SUCCESS = 3, SJ_TASK_FAIL = 4 };
@@ -41,21 +45,21 @@ enum { SJ_TASK_SUCCESS = 3, SJ_TASK_FAIL = 4 };
 /* Why a running task is being interrupted; stored in sj_task.stop. */
 typedef enum sj_stop_reason {
     SJ_STOP_NONE = 0,
-    SJ_STOP_SERVER,   /* /job/stop/v1 for its batch */
-    SJ_STOP_TIMEOUT,  /* its executorTimeout elapsed */
-    SJ_STOP_SHUTDOWN  /* the host is shutting down */
+    SJ_STOP_SERVER,  /* /job/stop/v1 for its batch */
+    SJ_STOP_TIMEOUT, /* its executorTimeout elapsed */
+    SJ_STOP_SHUTDOWN /* the host is shutting down */
 } sj_stop_reason;
 
 /* How a run ended. */
 typedef enum sj_outcome {
-    SJ_OUT_OK = 0,          /* handler returned success (or nothing) */
-    SJ_OUT_FAILED,          /* handler returned sj.failure(msg) */
-    SJ_OUT_ERROR,           /* handler raised an error */
-    SJ_OUT_TIMEOUT,         /* interrupted: executor timeout */
-    SJ_OUT_STOPPED,         /* interrupted: stopped by the server */
-    SJ_OUT_NOMEM,           /* the state hit its memory cap */
-    SJ_OUT_NO_EXECUTOR,     /* no executor (or stage handler) by that name */
-    SJ_OUT_SHUTDOWN         /* the host shut down mid-task */
+    SJ_OUT_OK = 0,      /* handler returned success (or nothing) */
+    SJ_OUT_FAILED,      /* handler returned sj.failure(msg) */
+    SJ_OUT_ERROR,       /* handler raised an error */
+    SJ_OUT_TIMEOUT,     /* interrupted: executor timeout */
+    SJ_OUT_STOPPED,     /* interrupted: stopped by the server */
+    SJ_OUT_NOMEM,       /* the state hit its memory cap */
+    SJ_OUT_NO_EXECUTOR, /* no executor (or stage handler) by that name */
+    SJ_OUT_SHUTDOWN     /* the host shut down mid-task */
 } sj_outcome;
 
 const char *sj_outcome_name(sj_outcome out);
@@ -68,18 +72,18 @@ typedef struct sj_task {
     int64_t workflow_task_batch_id; /* 0 = not a workflow */
     int64_t workflow_node_id;
     int task_type;
-    int mr_stage;           /* SJ_STAGE_NONE outside MAP/MAP_REDUCE */
+    int mr_stage; /* SJ_STAGE_NONE outside MAP/MAP_REDUCE */
     int parallel_num;
     int executor_type;
-    int executor_timeout;   /* seconds; <= 0 = none */
-    bool has_sharding;      /* shardingIndex/Total present (first dispatch) */
+    int executor_timeout; /* seconds; <= 0 = none */
+    bool has_sharding;    /* shardingIndex/Total present (first dispatch) */
     int sharding_index;
     int sharding_total;
     bool has_retry_count;
     int retry_count;
     bool has_retry_scene;
     int retry_scene;
-    bool has_retry_status;  /* echo exactly what arrived (protocol.md §7.3) */
+    bool has_retry_status; /* echo exactly what arrived (protocol.md §7.3) */
     bool retry_status;
     bool has_retry;
     bool retry;
@@ -88,17 +92,17 @@ typedef struct sj_task {
     char *job_biz_id;
     char *task_name;
     char *executor_info;
-    char *wf_context;       /* JSON object text, NULL outside workflows */
+    char *wf_context; /* JSON object text, NULL outside workflows */
 
     /* argsStr, decoded per protocol.md §6.2 */
-    char *job_params;       /* never NULL ("" when absent) */
-    json_t *maps;           /* "maps" member or NULL */
-    json_t *reduces;        /* "reduces" member or NULL */
+    char *job_params; /* never NULL ("" when absent) */
+    json_t *maps;     /* "maps" member or NULL */
+    json_t *reduces;  /* "reduces" member or NULL */
 
     /* run-time, set by the dispatcher */
-    long long received_ms;  /* monotonic */
-    long long deadline_ms;  /* monotonic; 0 = none */
-    atomic_int stop;        /* sj_stop_reason */
+    long long received_ms; /* monotonic */
+    long long deadline_ms; /* monotonic; 0 = none */
+    atomic_int stop;       /* sj_stop_reason */
 } sj_task;
 
 /*

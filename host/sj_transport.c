@@ -351,8 +351,8 @@ fail_started:
     goto fail_destroy;
 fail_server:
     grpc_completion_queue_shutdown(s->cq);
-    while (grpc_completion_queue_next(s->cq,
-                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                      NULL)
                .type != GRPC_QUEUE_SHUTDOWN)
         ;
 fail_destroy:
@@ -492,8 +492,8 @@ static void chan_complete(sj_channel *ch, chan_call *c, int ok)
     err = ok ? map_status(c->status) : SJ_ETRANSPORT;
     if (err != 0) {
         int dl = (int)GRPC_SLICE_LENGTH(c->details);
-        snprintf(detail, sizeof detail, "%s: gRPC status %d%s%.*s",
-                 ch->target, (int)c->status, dl ? ": " : "", dl,
+        snprintf(detail, sizeof detail, "%s: gRPC status %d%s%.*s", ch->target,
+                 (int)c->status, dl ? ": " : "", dl,
                  (const char *)GRPC_SLICE_START_PTR(c->details));
     } else if (c->recv_bb == NULL) {
         err = SJ_EPROTO;
@@ -762,9 +762,9 @@ static void waiter_wait(waiter *w, sj_channel *ch, uint64_t id,
     }
 }
 
-int sj_channel_call_sync(sj_channel *ch, const sj_request *req,
-                         int timeout_ms, const atomic_int *cancel,
-                         sj_reply *out, char *detail, size_t detail_len)
+int sj_channel_call_sync(sj_channel *ch, const sj_request *req, int timeout_ms,
+                         const atomic_int *cancel, sj_reply *out, char *detail,
+                         size_t detail_len)
 {
     chan_call *c = calloc(1, sizeof *c);
     waiter w;

@@ -93,9 +93,9 @@ int sj_channel_call(sj_channel *ch, const sj_request *req, int timeout_ms,
  * 10 ms and, once it is non-zero, cancels the call and returns
  * SJ_ECANCELED. `detail` (may be NULL) receives a description of a failure.
  */
-int sj_channel_call_sync(sj_channel *ch, const sj_request *req,
-                         int timeout_ms, const atomic_int *cancel,
-                         sj_reply *out, char *detail, size_t detail_len);
+int sj_channel_call_sync(sj_channel *ch, const sj_request *req, int timeout_ms,
+                         const atomic_int *cancel, sj_reply *out, char *detail,
+                         size_t detail_len);
 
 /*
  * For tests and tools: send `len` raw bytes as the message of `method`

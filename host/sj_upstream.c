@@ -12,10 +12,10 @@
 #include "sj_error.h"
 #include "sj_spool.h"
 
-#define REPORT_WINDOW 64         /* result reports in flight at once */
-#define REPORT_MAX_REFUSALS 5    /* status-0 answers before giving up */
-#define LOG_QUEUE_MAX 200000     /* log records waiting, all tasks */
-#define LOG_BATCH_MAX 1000       /* records per /batch/server/report/log */
+#define REPORT_WINDOW 64      /* result reports in flight at once */
+#define REPORT_MAX_REFUSALS 5 /* status-0 answers before giving up */
+#define LOG_QUEUE_MAX 200000  /* log records waiting, all tasks */
+#define LOG_BATCH_MAX 1000    /* records per /batch/server/report/log */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
 #define MAP_REPORT_TIMEOUT_MS 60000 /* Java's synchronous map report */
@@ -267,8 +267,8 @@ static char *register_body(sj_upstream *up)
     char *text;
 
     for (size_t i = 0; i < up->n_names; i++)
-        json_array_append_new(
-            list, json_pack("{s:s}", "executorInfo", up->names[i]));
+        json_array_append_new(list,
+                              json_pack("{s:s}", "executorInfo", up->names[i]));
     args = json_pack("[o]", list);
     text = json_dumps(args, JSON_COMPACT);
     json_decref(args);
@@ -551,20 +551,19 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     json_array_append_new(fields, field("time_stamp", stamp));
     json_array_append_new(fields, field("level", levels[level]));
     json_array_append_new(fields, field("thread", "snailjob-lua"));
-    json_array_append_new(fields,
-                          json_pack("{s:s,s:s%}", "name", "message", "value",
-                                    msg, len));
+    json_array_append_new(
+        fields, json_pack("{s:s,s:s%}", "name", "message", "value", msg, len));
     json_array_append_new(fields, field("location", location));
     json_array_append_new(fields, field("throwable", NULL));
     json_array_append_new(fields, field("host", up->cfg->host_ip));
     json_array_append_new(fields, field("port", up->host_port));
     rec = json_pack(
         "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "logType", "JOB", "namespaceId",
-        t->namespace_id ? t->namespace_id : up->cfg->namespace_id,
-        "groupName", t->group_name ? t->group_name : up->cfg->group_name,
-        "jobId", (json_int_t)t->job_id, "taskBatchId",
-        (json_int_t)t->task_batch_id, "taskId", (json_int_t)t->task_id,
-        "realTime", (json_int_t)now, "fieldList", fields);
+        t->namespace_id ? t->namespace_id : up->cfg->namespace_id, "groupName",
+        t->group_name ? t->group_name : up->cfg->group_name, "jobId",
+        (json_int_t)t->job_id, "taskBatchId", (json_int_t)t->task_batch_id,
+        "taskId", (json_int_t)t->task_id, "realTime", (json_int_t)now,
+        "fieldList", fields);
     if (rec == NULL)
         return;
 
@@ -753,9 +752,8 @@ static long long pump(sj_upstream *up, long long now)
         char *body = register_body(up);
         up->need_register = 0;
         up->register_in_flight = 1;
-        if (body == NULL ||
-            start_call(up, "/register/job/executors", body, register_done,
-                       up) != 0) {
+        if (body == NULL || start_call(up, "/register/job/executors", body,
+                                       register_done, up) != 0) {
             up->register_in_flight = 0;
             up->need_register = 1;
         }
@@ -965,8 +963,8 @@ int sj_upstream_call(sj_upstream *up, const char *uri, const char *body,
     memset(out, 0, sizeof *out);
     if (rc != 0)
         return rc;
-    rc = up->link->call_sync(up->link, &req, MAP_REPORT_TIMEOUT_MS, cancel,
-                             out, err, errlen);
+    rc = up->link->call_sync(up->link, &req, MAP_REPORT_TIMEOUT_MS, cancel, out,
+                             err, errlen);
     sj_request_free(&req);
     return rc;
 }

@@ -32,13 +32,13 @@ typedef struct sj_upstream sj_upstream;
 typedef struct sj_upstream_options {
     const sj_config *cfg; /* borrowed; outlives the upstream */
     const char *host_id;
-    int host_port;        /* the port actually listening */
-    sj_link *link;        /* owned from a successful start on; closed by stop */
-    int no_spool;         /* 1: keep results in memory only (local runs) */
-    int hold_beats;       /* 1: no heartbeat before the first
-                             sj_upstream_set_executors, so the server
-                             learns of the host only once it can run
-                             dispatches */
+    int host_port;  /* the port actually listening */
+    sj_link *link;  /* owned from a successful start on; closed by stop */
+    int no_spool;   /* 1: keep results in memory only (local runs) */
+    int hold_beats; /* 1: no heartbeat before the first
+                       sj_upstream_set_executors, so the server
+                       learns of the host only once it can run
+                       dispatches */
 } sj_upstream_options;
 
 int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,

@@ -24,8 +24,7 @@ int sj_wire_set(char **field, const char *s)
     return 0;
 }
 
-int sj_request_add_header(sj_request *req, const char *key,
-                          const char *value)
+int sj_request_add_header(sj_request *req, const char *key, const char *value)
 {
     sj_header *h;
     char *k, *v;
@@ -66,8 +65,7 @@ fail:
 int sj_reply_copy(sj_reply *dst, const sj_reply *src)
 {
     memset(dst, 0, sizeof *dst);
-    return sj_reply_set(dst, src->req_id, src->status, src->message,
-                        src->data);
+    return sj_reply_set(dst, src->req_id, src->status, src->message, src->data);
 }
 
 void sj_request_free(sj_request *req)

@@ -49,8 +49,7 @@ typedef struct sj_reply {
 const char *sj_request_header(const sj_request *req, const char *key);
 
 /* Appends a copy of key/value. Returns 0 or SJ_ENOMEM. */
-int sj_request_add_header(sj_request *req, const char *key,
-                          const char *value);
+int sj_request_add_header(sj_request *req, const char *key, const char *value);
 
 /* Sets a string field to a copy of `s` (NULL clears). 0 or SJ_ENOMEM. */
 int sj_wire_set(char **field, const char *s);

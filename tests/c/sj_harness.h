@@ -28,7 +28,7 @@ static int h_failures;
 #define CHECK(c)                                                               \
     do {                                                                       \
         if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,  \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
                     #c);                                                       \
             h_failures++;                                                      \
         }                                                                      \
@@ -37,7 +37,7 @@ static int h_failures;
 #define CHECKF(c, ...)                                                         \
     do {                                                                       \
         if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,  \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,   \
                     #c);                                                       \
             fprintf(stderr, __VA_ARGS__);                                      \
             fputc('\n', stderr);                                               \
@@ -51,7 +51,7 @@ static inline long long h_factor(void)
     const char *f = getenv("SJ_TIME_FACTOR");
     return f != NULL && atoi(f) > 0 ? atoi(f) : 1;
 }
-#define H_MS(x) ((long long)(x) * h_factor())
+#define H_MS(x) ((long long)(x)*h_factor())
 
 static inline long long h_now(void)
 {
@@ -159,8 +159,8 @@ static inline void h_host_start(h_host *h, int server_port, ...)
         for (char **e = __environ; *e != NULL;) { /* no SNAIL_* leaks in */
             if (strncmp(*e, "SNAIL_", 6) == 0) {
                 char name[128];
-                snprintf(name, sizeof name, "%.*s",
-                         (int)(strchr(*e, '=') - *e), *e);
+                snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e),
+                         *e);
                 unsetenv(name);
             } else {
                 e++;

@@ -14,7 +14,7 @@ static int failures;
 #define CHECK(c)                                                               \
     do {                                                                       \
         if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,  \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
                     #c);                                                       \
             failures++;                                                        \
         }                                                                      \
@@ -28,7 +28,7 @@ static long long factor(void)
     const char *f = getenv("SJ_TIME_FACTOR");
     return f != NULL && atoi(f) > 0 ? atoi(f) : 1;
 }
-#define MS(x) ((x) * factor())
+#define MS(x) ((x)*factor())
 
 /* Echo: the reply's data is the body, the message is the uri. */
 static void echo(void *ud, const sj_request *req, sj_reply *reply)

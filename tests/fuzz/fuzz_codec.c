@@ -25,8 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (sj_codec_encode_request(&req, &buf, &len) == 0) {
             if (sj_codec_decode_request(buf, len, &req2) != 0 ||
                 req2.req_id != req.req_id || !same(req.uri, req2.uri) ||
-                !same(req.body, req2.body) ||
-                req2.n_headers != req.n_headers)
+                !same(req.body, req2.body) || req2.n_headers != req.n_headers)
                 abort();
             sj_request_free(&req2);
             free(buf);
