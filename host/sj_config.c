@@ -17,6 +17,7 @@
 #include <lualib.h>
 
 #include "sj_error.h"
+#include "sj_text.h"
 
 /* The server stores a node's labels in a varchar(512) (protocol.md §3.1). */
 #define LABELS_JSON_MAX 512
@@ -206,31 +207,6 @@ static void format_number(double d, char *buf, size_t n)
         snprintf(buf, n, "%.17g", d);
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[64], prev, tmp;
-
-    if (lb >= sizeof row / sizeof row[0])
-        return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            tmp = row[j];
-            row[j] = best;
-            prev = tmp;
-        }
-    }
-    return row[lb];
-}
-
 /* The known key closest to `key` (case and a "snail_" prefix ignored) if
  * it is at most 2 edits away, else NULL. */
 static const char *suggest(const char *key)
@@ -245,7 +221,7 @@ static const char *suggest(const char *key)
     if (strncmp(low, "snail_", 6) == 0)
         k += 6;
     for (i = 0; i < NSETTINGS; i++) {
-        d = edit_distance(k, settings[i].key);
+        d = sj_text_distance(k, settings[i].key);
         if (d < best_d) {
             best_d = d;
             best = settings[i].key;

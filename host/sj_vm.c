@@ -19,6 +19,7 @@
 #include "sj_log.h"
 #include "sj_luajson.h"
 #include "sj_lualib.h"
+#include "sj_text.h"
 
 typedef struct vm_exec {
     char *name;
@@ -506,34 +507,6 @@ static const char *stage_name(int stage)
     }
 }
 
-/* Levenshtein distance; SIZE_MAX when out of memory. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t *row = malloc((lb + 1) * sizeof *row);
-    if (row == NULL)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    size_t d = row[lb];
-    free(row);
-    return d;
-}
-
 /* Append printf-style text to buf (bounded, always terminated). */
 static void append(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -563,7 +536,7 @@ static void unknown_message(const sj_vm *vm, const char *name, char *msg,
     for (size_t i = 0; i < vm->nexecs; i++) {
         if (i < LIST_MAX)
             append(msg, size, "%s%s", i ? ", " : "", vm->execs[i].name);
-        size_t d = edit_distance(name, vm->execs[i].name);
+        size_t d = sj_text_distance(name, vm->execs[i].name);
         if (d < best_d) {
             best_d = d;
             best = i;
