@@ -45,22 +45,42 @@ sj_lualib_ctx *sj_lualib_ctx_of(lua_State *L)
 /* ---- helpers ------------------------------------------------------------ */
 
 /* "file.lua:42" of the function `ar` describes, or "". */
-static void where_at(lua_State *L, lua_Debug *ar, char *buf, size_t n)
+/* The module's own Lua frames (lua/snailjob.lua) are never "where" a
+ * user's script was: the place to name is the nearest executor frame. */
+static bool is_module_frame(const lua_Debug *ar)
 {
-    buf[0] = '\0';
-    if (!lua_getinfo(L, "Sl", ar) || ar->currentline <= 0)
-        return;
+    return strcmp(ar->source, "=snailjob.lua") == 0;
+}
+
+static void format_where(const lua_Debug *ar, char *buf, size_t n)
+{
     const char *src = ar->short_src;
     const char *base = strrchr(src, '/');
     snprintf(buf, n, "%s:%d", base ? base + 1 : src, ar->currentline);
 }
 
+/* "file.lua:42" of the nearest script frame at `level` or above, or "". */
 static void where_of(lua_State *L, int level, char *buf, size_t n)
 {
     lua_Debug ar;
     buf[0] = '\0';
-    if (lua_getstack(L, level, &ar))
-        where_at(L, &ar, buf, n);
+    for (int lv = level; lua_getstack(L, lv, &ar); lv++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 &&
+            !is_module_frame(&ar)) {
+            format_where(&ar, buf, n);
+            return;
+        }
+    }
+}
+
+/* The same for the function a hook fired in (`ar` of level 0). */
+static void where_at(lua_State *L, lua_Debug *ar, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0 && !is_module_frame(ar))
+        format_where(ar, buf, n);
+    else
+        where_of(L, 1, buf, n);
 }
 
 static int box_gc(lua_State *L)

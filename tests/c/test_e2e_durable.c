@@ -417,10 +417,20 @@ static void test_logs_10k(void)
     batch = trigger(srv, &j);
     task = batch + 1;
     CHECK_LL(sj_srv_wait_batch(srv, batch, (int)H_MS(20000)), SJ_SRV_SUCCESS);
-    /* Logs leave at task end at the latest; give the last batch a moment. */
-    until = h_now() + H_MS(3000);
-    while (sj_srv_log_count(srv) < LINES && h_now() < until)
-        h_sleep_ms(20);
+    /* Logs leave at task end at the latest, one batch after another: wait
+     * while they keep coming (a slow sanitizer build sends them slowly),
+     * and give up only after H_MS(3000) without a new line. */
+    {
+        size_t seen = sj_srv_log_count(srv), now_n;
+        until = h_now() + H_MS(3000);
+        while ((now_n = sj_srv_log_count(srv)) < LINES && h_now() < until) {
+            if (now_n != seen) {
+                seen = now_n;
+                until = h_now() + H_MS(3000);
+            }
+            h_sleep_ms(20);
+        }
+    }
 
     n_log = sj_srv_log_count(srv);
     job_type = json_string("JOB");

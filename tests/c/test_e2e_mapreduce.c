@@ -909,6 +909,9 @@ static void test_stop_while_waiting_for_map_reply(void)
     pthread_mutex_unlock(&hold_mu);
     release_map();
     CHECKF(n == 1, "no '%s' in the host log", needle);
+    /* The line names the executor's own file, not the module's. */
+    CHECK(log_line_has(needle, "mapreduce.lua:"));
+    CHECK(!log_line_has(needle, "snailjob.lua:"));
 }
 
 /* The executor timeout also ends that wait. */
