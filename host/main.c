@@ -474,11 +474,13 @@ int main(int argc, char **argv)
     sj_files files;
     char err[1024];
 
-    /* Before any thread: two malloc arenas instead of glibc's 8 per core.
+    /* Before any thread: one malloc arena instead of glibc's 8 per core.
      * Workers and gRPC threads otherwise each keep an arena of freed pages
-     * after a burst (bench_jobs: +6 MB RSS after 100k jobs, +2 MB with
-     * this and the pool's idle malloc_trim). */
-    mallopt(M_ARENA_MAX, 2);
+     * after a burst (bench_jobs: +6 MB RSS after 100k jobs; +2.2 MB with
+     * two arenas and the pool's idle malloc_trim; +2.0 MB with one). The
+     * per-thread tcache serves most small allocations without the arena
+     * lock, and jobs/s did not drop (BENCHMARKS.md). */
+    mallopt(M_ARENA_MAX, 1);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
