@@ -45,6 +45,18 @@ static int h_failures;
         }                                                                      \
     } while (0)
 
+/* Run one test function; print "ok"/"FAIL", its name and how long it
+ * took. Checks keep counting in h_failures. */
+#define RUN(fn)                                                                \
+    do {                                                                       \
+        int before_ = h_failures;                                              \
+        long long t_ = h_now();                                                \
+        fn();                                                                  \
+        printf("%s %s (%lld ms)\n", before_ == h_failures ? "ok  " : "FAIL",   \
+               #fn, h_now() - t_);                                             \
+        fflush(stdout);                                                        \
+    } while (0)
+
 /* Timing bounds scale under valgrind and sanitizers (SJ_TIME_FACTOR). */
 static inline long long h_factor(void)
 {

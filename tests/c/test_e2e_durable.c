@@ -954,16 +954,6 @@ done:
 
 /* ---- main -------------------------------------------------------------- */
 
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        int before_ = h_failures;                                              \
-        long long t_ = h_now();                                                \
-        fn();                                                                  \
-        printf("%s %s (%lld ms)\n", before_ == h_failures ? "ok  " : "FAIL",   \
-               #fn, h_now() - t_);                                             \
-        fflush(stdout);                                                        \
-    } while (0)
-
 int main(void)
 {
     if (getenv("SJ_BINARY") == NULL) {

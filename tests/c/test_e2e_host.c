@@ -1191,16 +1191,6 @@ static void test_config_cli(void)
 
 /* ---- main ------------------------------------------------------------- */
 
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        int before_ = h_failures;                                              \
-        long long t_ = h_now();                                                \
-        fn();                                                                  \
-        printf("%s %s (%lld ms)\n", before_ == h_failures ? "ok  " : "FAIL",   \
-               #fn, h_now() - t_);                                             \
-        fflush(stdout);                                                        \
-    } while (0)
-
 int main(void)
 {
     if (getenv("SJ_BINARY") == NULL) {

@@ -1039,16 +1039,6 @@ int main(void)
         goto done;
     }
 
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        int before_ = h_failures;                                              \
-        long long s_ = h_now();                                                \
-        fn();                                                                  \
-        printf("%s %s (%lld ms)\n", before_ == h_failures ? "ok  " : "FAIL",   \
-               #fn, h_now() - s_);                                             \
-        fflush(stdout);                                                        \
-    } while (0)
-
     RUN(test_cluster);
     RUN(test_broadcast);
     RUN(test_sharding);

@@ -600,16 +600,6 @@ static void test_held_survive_kill(void)
     CHECK_INT_EQ(wait_registered(), 0);
 }
 
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        int before_ = h_failures;                                              \
-        long long t0_ = h_now();                                               \
-        fn();                                                                  \
-        printf("%s %s (%lld ms)\n", before_ == h_failures ? "ok  " : "FAIL",   \
-               #fn, h_now() - t0_);                                            \
-        fflush(stdout);                                                        \
-    } while (0)
-
 int main(void)
 {
     if (getenv("SJ_BINARY") == NULL) {

@@ -1011,16 +1011,6 @@ static void test_workflow_context(void)
     check_workflow(SJ_SRV_MAP_REDUCE, "wfMapReduce");
 }
 
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        int before_ = h_failures;                                              \
-        long long t0_ = h_now();                                               \
-        fn();                                                                  \
-        printf("%s %s (%lld ms)\n", before_ == h_failures ? "ok  " : "FAIL",   \
-               #fn, h_now() - t0_);                                            \
-        fflush(stdout);                                                        \
-    } while (0)
-
 int main(void)
 {
     if (getenv("SJ_BINARY") == NULL) {
