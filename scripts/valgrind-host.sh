@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the host under valgrind against the emulator: start, register, run a
-# cluster job and a MapReduce, shut down on SIGTERM. Fails on any memory
-# error or definite/indirect leak. Usage: scripts/valgrind-host.sh BUILD_DIR
+# cluster job and a MapReduce, shut down on SIGTERM; then `run` a MapReduce
+# locally. Fails on any memory error or definite/indirect leak.
+# Usage: scripts/valgrind-host.sh BUILD_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
@@ -55,3 +56,17 @@ if [ "$rc" -ne 0 ]; then
     echo "valgrind-host: host exited with $rc"; tail -20 "$work/host.log"; exit 1
 fi
 echo "valgrind-host: clean (11 results reported, exit 0, no errors or leaks)"
+
+# The local run: the embedded server, the same pool and upstream, no network.
+rc=0
+SNAIL_EXECUTORS=examples SNAIL_WORKERS=2 \
+valgrind -q --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect \
+    --suppressions=.ci/valgrind.supp --log-file="$work/valgrind-run.log" \
+    "$build/snailjob-lua" run testMapReduceJobExecutor --shards 2 --json \
+    >"$work/run.json" 2>"$work/run.err" || rc=$?
+cat "$work/valgrind-run.log"
+if [ "$rc" -ne 0 ] || ! grep -q '"result": *"42"' "$work/run.json"; then
+    echo "valgrind-host: run exited $rc"; cat "$work/run.err"; head -c 600 "$work/run.json"; exit 1
+fi
+echo "valgrind-host: run clean (MapReduce result 42, exit 0, no errors or leaks)"
