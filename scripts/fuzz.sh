@@ -6,15 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
-if ! command -v clang >/dev/null 2>&1; then
-    echo "fuzz: installing clang and its runtime (libFuzzer)"
+missing=()
+for p in clang libclang-rt-dev; do # the compiler and libFuzzer
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+        missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "fuzz: installing ${missing[*]}"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-        --no-install-recommends clang libclang-rt-dev >/dev/null 2>&1 ||
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-        --no-install-recommends clang-14 libclang-rt-14-dev >/dev/null
+        --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cc=$(command -v clang || command -v clang-14)
 scripts/setup.sh build-fuzz -DCMAKE_C_COMPILER="$cc" -DSJ_FUZZ=ON \
