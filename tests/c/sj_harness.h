@@ -126,6 +126,22 @@ static inline char *h_read_file(const char *path)
     return buf;
 }
 
+/* Remove every SNAIL_* variable from this process's environment (in a
+ * child before exec, so no setting of the test's own shell leaks in). */
+static inline void h_clear_snail_env(void)
+{
+    for (char **e = __environ; *e != NULL;) {
+        if (strncmp(*e, "SNAIL_", 6) == 0) {
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e),
+                     *e);
+            unsetenv(name); /* shifts the rest down: look at *e again */
+        } else {
+            e++;
+        }
+    }
+}
+
 typedef struct h_host {
     pid_t pid;
     int port;
@@ -168,16 +184,7 @@ static inline void h_host_start(h_host *h, int server_port, ...)
         dup2(fd, 1);
         if (chdir(h->dir) != 0)
             _exit(127);
-        for (char **e = __environ; *e != NULL;) { /* no SNAIL_* leaks in */
-            if (strncmp(*e, "SNAIL_", 6) == 0) {
-                char name[128];
-                snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e),
-                         *e);
-                unsetenv(name);
-            } else {
-                e++;
-            }
-        }
+        h_clear_snail_env(); /* no SNAIL_* leaks in */
         setenv("SNAIL_SERVER_HOST", "127.0.0.1", 1);
         snprintf(buf, sizeof buf, "%d", server_port);
         setenv("SNAIL_SERVER_PORT", buf, 1);

@@ -994,16 +994,7 @@ static int run_bin(const char *dir, const char *const *env,
         dup2(fd, 2);
         if (chdir(dir) != 0)
             _exit(127);
-        for (char **e = __environ; *e != NULL;) {
-            if (strncmp(*e, "SNAIL_", 6) == 0) {
-                char name[128];
-                snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e),
-                         *e);
-                unsetenv(name);
-            } else {
-                e++;
-            }
-        }
+        h_clear_snail_env();
         for (; env != NULL && *env != NULL; env++)
             putenv((char *)*env);
         execv(bin, (char *const *)argv);

@@ -113,16 +113,7 @@ static void run_cmd(const char *dir, const char *const *args,
         dup2(fe, 2);
         if (chdir(dir) != 0)
             _exit(127);
-        for (char **e = __environ; *e != NULL;) {
-            if (strncmp(*e, "SNAIL_", 6) == 0) {
-                char name[128];
-                snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e),
-                         *e);
-                unsetenv(name);
-            } else {
-                e++;
-            }
-        }
+        h_clear_snail_env();
         setenv("SNAIL_EXECUTORS", "executors", 1);
         setenv("SNAIL_WORKERS", "2", 1);
         for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
