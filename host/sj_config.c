@@ -221,7 +221,7 @@ static const char *suggest(const char *key)
     if (strncmp(low, "snail_", 6) == 0)
         k += 6;
     for (i = 0; i < NSETTINGS; i++) {
-        d = sj_text_distance(k, settings[i].key);
+        d = sj_text_distance(k, settings[i].key, 0);
         if (d < best_d) {
             best_d = d;
             best = settings[i].key;

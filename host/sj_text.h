@@ -8,8 +8,9 @@
 
 #include <stddef.h>
 
-/* Levenshtein distance between `a` and `b` (bytes), for "did you mean"
- * suggestions; SIZE_MAX when out of memory. */
-size_t sj_text_distance(const char *a, const char *b);
+/* Levenshtein distance between `a` and `b` (bytes; ASCII letters compared
+ * without case when `fold_case`), for "did you mean" suggestions;
+ * SIZE_MAX when out of memory. */
+size_t sj_text_distance(const char *a, const char *b, int fold_case);
 
 #endif

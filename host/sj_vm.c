@@ -536,7 +536,7 @@ static void unknown_message(const sj_vm *vm, const char *name, char *msg,
     for (size_t i = 0; i < vm->nexecs; i++) {
         if (i < LIST_MAX)
             append(msg, size, "%s%s", i ? ", " : "", vm->execs[i].name);
-        size_t d = sj_text_distance(name, vm->execs[i].name);
+        size_t d = sj_text_distance(name, vm->execs[i].name, 0);
         if (d < best_d) {
             best_d = d;
             best = i;

@@ -12,7 +12,6 @@
  */
 #include "sj_local.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -28,6 +27,7 @@
 #include "sj_link.h"
 #include "sj_log.h"
 #include "sj_pool.h"
+#include "sj_text.h"
 #include "sj_upstream.h"
 
 #define TICK_MS 20
@@ -527,36 +527,6 @@ static const char *stage_name(int stage)
     return NULL;
 }
 
-/* Edit distance, case-insensitive, for "did you mean". */
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), *row, d;
-
-    if ((row = malloc((lb + 1) * sizeof *row)) == NULL)
-        return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = tolower((unsigned char)a[i - 1]) !=
-                          tolower((unsigned char)b[j - 1]);
-            size_t best = diag + cost;
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    d = row[lb];
-    free(row);
-    return d;
-}
-
 /* "no executor named 'x' ... did you mean 'y'?" into err. */
 static void unknown_executor(const char *name, const char *const *names,
                              size_t n, char *err, size_t errlen)
@@ -566,7 +536,7 @@ static void unknown_executor(const char *name, const char *const *names,
     int off;
 
     for (size_t i = 0; i < n; i++) {
-        size_t d = distance(name, names[i]);
+        size_t d = sj_text_distance(name, names[i], 1);
         if (strcasestr(names[i], name) != NULL ||
             strcasestr(name, names[i]) != NULL)
             d = d < limit ? d : limit; /* a part of the name counts too */
