@@ -594,6 +594,17 @@ void sj_pool_stop_batch(void *ud, int64_t batch)
         sj_upstream_drop_held(pool->opts.up, batch);
 }
 
+/* Release what sj_pool_start acquired, once every thread is joined. */
+static void pool_free(sj_pool *pool)
+{
+    gen_unref(pool->gen);
+    pthread_mutex_destroy(&pool->reload_lock);
+    pthread_cond_destroy(&pool->cond);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool->workers);
+    free(pool);
+}
+
 int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
                   size_t errlen)
 {
@@ -663,12 +674,7 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
         pthread_mutex_unlock(&pool->lock);
         for (int i = 0; i < started; i++)
             pthread_join(pool->workers[i].thread, NULL);
-        gen_unref(pool->gen);
-        pthread_mutex_destroy(&pool->reload_lock);
-        pthread_cond_destroy(&pool->cond);
-        pthread_mutex_destroy(&pool->lock);
-        free(pool->workers);
-        free(pool);
+        pool_free(pool);
         return rc;
     }
     *out = pool;
@@ -716,12 +722,7 @@ void sj_pool_stop(sj_pool *pool)
     for (int i = 0; i < pool->n_workers; i++)
         pthread_join(pool->workers[i].thread, NULL);
     pthread_join(pool->watchdog, NULL);
-    gen_unref(pool->gen);
-    pthread_mutex_destroy(&pool->reload_lock);
-    pthread_cond_destroy(&pool->cond);
-    pthread_mutex_destroy(&pool->lock);
-    free(pool->workers);
-    free(pool);
+    pool_free(pool);
 }
 
 size_t sj_pool_executors(sj_pool *pool, const char *const **names,

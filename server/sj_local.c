@@ -293,20 +293,29 @@ typedef struct local_link {
     bus *b;
 } local_link;
 
+/* A new bus item of `kind` carrying a copy of `req`; NULL on ENOMEM. */
+static item *call_item(const sj_request *req, item_kind kind)
+{
+    item *it = calloc(1, sizeof *it);
+
+    if (it != NULL && sj_request_copy(&it->req, req) != 0) {
+        free(it);
+        it = NULL;
+    }
+    if (it != NULL)
+        it->kind = kind;
+    return it;
+}
+
 static int ll_call(sj_link *self, const sj_request *req, int timeout_ms,
                    sj_call_cb cb, void *ud)
 {
     bus *b = ((local_link *)self)->b;
-    item *it = calloc(1, sizeof *it);
+    item *it = call_item(req, IT_CALL);
     (void)timeout_ms; /* sj_srv answers at once */
 
     if (it == NULL)
         return SJ_ENOMEM;
-    if (sj_request_copy(&it->req, req) != 0) {
-        free(it);
-        return SJ_ENOMEM;
-    }
-    it->kind = IT_CALL;
     it->cb = cb;
     it->ud = ud;
     pthread_mutex_lock(&b->mu);
@@ -326,17 +335,12 @@ static int ll_call_sync(sj_link *self, const sj_request *req, int timeout_ms,
 {
     bus *b = ((local_link *)self)->b;
     long long until = sj_mono_ms() + (timeout_ms > 0 ? timeout_ms : 60000);
-    item *it = calloc(1, sizeof *it);
+    item *it = call_item(req, IT_SYNC);
     int rc = 0;
 
     memset(out, 0, sizeof *out);
     if (it == NULL)
         return SJ_ENOMEM;
-    if (sj_request_copy(&it->req, req) != 0) {
-        free(it);
-        return SJ_ENOMEM;
-    }
-    it->kind = IT_SYNC;
     pthread_mutex_lock(&b->mu);
     if (!b->link_open) {
         pthread_mutex_unlock(&b->mu);
