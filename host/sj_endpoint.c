@@ -16,13 +16,14 @@ static void fail(sj_reply *reply, const sj_request *req, const char *msg)
     sj_reply_set(reply, req->req_id, SJ_STATUS_NO, msg, "null");
 }
 
-static void on_dispatch(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
+static void on_dispatch(sj_endpoint *ep, const sj_request *req,
+                        const json_t *body, sj_reply *reply)
 {
     char why[512];
     sj_task *t;
     int rc;
 
-    if ((rc = sj_task_parse(req->body, &t, why, sizeof why)) != 0) {
+    if ((rc = sj_task_from_json(body, &t, why, sizeof why)) != 0) {
         SJ_WARN("dispatch refused: %s", why);
         fail(reply, req, why);
         return;
@@ -42,14 +43,12 @@ static void on_dispatch(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
     sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");
 }
 
-static void on_stop(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
+static void on_stop(sj_endpoint *ep, const sj_request *req, const json_t *body,
+                    sj_reply *reply)
 {
-    json_t *root =
-        json_loads(req->body ? req->body : "", JSON_DECODE_ANY, NULL);
-    json_t *id = json_object_get(json_array_get(root, 0), "taskBatchId");
+    json_t *id = json_object_get(json_array_get(body, 0), "taskBatchId");
 
     if (!json_is_integer(id)) {
-        json_decref(root);
         SJ_WARN("stop refused: body has no integer taskBatchId");
         fail(reply, req, "stop body must be [{\"taskBatchId\":<integer>,...}]");
         return;
@@ -59,7 +58,6 @@ static void on_stop(sj_endpoint *ep, const sj_request *req, sj_reply *reply)
     SJ_DEBUG("stop requested for batch %lld",
              (long long)json_integer_value(id));
     ep->ops.stop(ep->ops.ud, json_integer_value(id));
-    json_decref(root);
     sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");
 }
 
@@ -95,12 +93,11 @@ void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply)
         fail(reply, req, msg);
         return;
     }
-    json_decref(body);
-
+    /* Parsed once here; the handlers read `body`, never req->body. */
     if (strcmp(uri, SJ_URI_DISPATCH) == 0) {
-        on_dispatch(ep, req, reply);
+        on_dispatch(ep, req, body, reply);
     } else if (strcmp(uri, SJ_URI_STOP) == 0) {
-        on_stop(ep, req, reply);
+        on_stop(ep, req, body, reply);
     } else if (strcmp(uri, SJ_URI_SYNC) == 0) {
         sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "null");
     } else {
@@ -109,4 +106,5 @@ void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply)
         SJ_WARN("inbound call refused: %s", msg);
         fail(reply, req, msg);
     }
+    json_decref(body);
 }

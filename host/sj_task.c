@@ -151,10 +151,7 @@ int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root;
-    char *args = NULL;
-    sj_task *t;
-    reader r = {.err = err, .errlen = errlen};
-    int64_t n;
+    int rc;
 
     *out = NULL;
     root = json_loads(body != NULL ? body : "", JSON_DECODE_ANY, &jerr);
@@ -163,18 +160,29 @@ int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen)
                  jerr.text, jerr.line);
         return SJ_EJSON;
     }
+    rc = sj_task_from_json(root, out, err, errlen);
+    json_decref(root);
+    return rc;
+}
+
+int sj_task_from_json(const json_t *root, sj_task **out, char *err,
+                      size_t errlen)
+{
+    char *args = NULL;
+    sj_task *t;
+    reader r = {.err = err, .errlen = errlen};
+    int64_t n;
+
+    *out = NULL;
     r.obj = json_array_get(root, 0);
     if (!json_is_array(root) || !json_is_object(r.obj)) {
         snprintf(err, errlen,
                  "dispatch body must be a JSON array holding "
                  "one DispatchJobRequest object");
-        json_decref(root);
         return SJ_EJSON;
     }
-    if ((t = calloc(1, sizeof *t)) == NULL) {
-        json_decref(root);
+    if ((t = calloc(1, sizeof *t)) == NULL)
         return SJ_ENOMEM;
-    }
     get_int(&r, "jobId", &t->job_id, 1);
     get_int(&r, "taskBatchId", &t->task_batch_id, 1);
     get_int(&r, "taskId", &t->task_id, 1);
@@ -209,7 +217,6 @@ int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen)
     if (!r.failed && parse_args(t, args) != 0)
         wrong(&r, "argsStr", "copied (out of memory)");
     free(args);
-    json_decref(root);
     if (r.failed) {
         sj_task_free(t);
         return SJ_EINVAL;

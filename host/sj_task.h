@@ -113,6 +113,11 @@ typedef struct sj_task {
  */
 int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen);
 
+/* The same from an already parsed body (borrowed: nothing of `root` is
+ * kept; the task owns copies). Errors as above, but never "not JSON". */
+int sj_task_from_json(const json_t *root, sj_task **out, char *err,
+                      size_t errlen);
+
 void sj_task_free(sj_task *t);
 
 /*
