@@ -29,7 +29,10 @@ enum kind {
     K_NUMBER,    /* double, min < v <= max */
     K_LOG_LEVEL, /* one of log_levels[] */
     K_LABELS,    /* "k:v,k:v"; the file may give a table {k = "v"} */
-    K_PATHS      /* ":"-separated; the file may give a list of strings */
+    K_PATHS,     /* ":"-separated; the file may give a list of strings */
+    K_LIST,      /* ","-separated names; the file may give a list of strings;
+                    each name one of `choices` when that is set */
+    K_CHOICE     /* exactly one of `choices` */
 };
 
 struct setting {
@@ -39,7 +42,9 @@ struct setting {
     const char *def;  /* default, as text, parsed like any other source */
     size_t offset;    /* of the field in sj_config */
     double min, max;  /* K_INT and K_NUMBER */
+    bool min_ok;      /* K_NUMBER: min itself is allowed (min <= v) */
     const char *hint; /* appended to range errors, or NULL */
+    const char *const *choices; /* K_LIST, K_CHOICE: NULL-terminated */
 };
 
 #define STR(k, e, kd, d, field)                                                \
@@ -52,6 +57,26 @@ struct setting {
         .key = k, .env = e, .kind = kd, .def = d,                              \
         .offset = offsetof(sj_config, field), .min = lo, .max = hi, .hint = h  \
     }
+
+#define RANGED0(k, e, d, field, lo, hi, h)                                     \
+    {                                                                          \
+        .key = k, .env = e, .kind = K_NUMBER, .def = d,                        \
+        .offset = offsetof(sj_config, field), .min = lo, .max = hi,            \
+        .min_ok = true, .hint = h                                              \
+    }
+#define CHOSEN(k, e, kd, d, field, list)                                       \
+    {                                                                          \
+        .key = k, .env = e, .kind = kd, .def = d,                              \
+        .offset = offsetof(sj_config, field), .choices = list                  \
+    }
+
+static const char *const builtin_names[] = {"all", "http",       "shell",
+                                            "cmd", "powershell", NULL};
+static const char *const lua_allow_names[] = {"os.execute", "io.popen", "debug",
+                                              NULL};
+static const char *const spool_sync_names[] = {"batch", "always", "never",
+                                               NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
 
 /* The one list of settings: loading, --print-config and errors follow it. */
 static const struct setting settings[] = {
@@ -90,6 +115,38 @@ static const struct setting settings[] = {
     STR("lua_cpath", "SNAIL_LUA_CPATH", K_TEXT, "", lua_cpath),
     RANGED("rpc_timeout", "SNAIL_RPC_TIMEOUT", K_NUMBER, "10", rpc_timeout, 0,
            600, NULL),
+    /* executors that touch the world (sj_http, sj_exec, executors/) */
+    CHOSEN("builtins", "SNAIL_BUILTINS", K_LIST, "", builtins, builtin_names),
+    CHOSEN("http_allow", "SNAIL_HTTP_ALLOW", K_LIST, "", http_allow, NULL),
+    /* containment */
+    CHOSEN("lua_allow", "SNAIL_LUA_ALLOW", K_LIST, "", lua_allow,
+           lua_allow_names),
+    RANGED("stop_grace", "SNAIL_STOP_GRACE", K_NUMBER, "3", stop_grace, 0, 3600,
+           NULL),
+    RANGED("load_timeout", "SNAIL_LOAD_TIMEOUT", K_NUMBER, "5", load_timeout, 0,
+           3600, NULL),
+    RANGED("cleanup_budget", "SNAIL_CLEANUP_BUDGET", K_NUMBER, "1",
+           cleanup_budget, 0, 60, NULL),
+    /* the edges: drain, journal, payload and memory bounds */
+    RANGED0("shutdown_grace", "SNAIL_SHUTDOWN_GRACE", "30", shutdown_grace, 0,
+            86400, "0 = interrupt at once"),
+    CHOSEN("spool_sync", "SNAIL_SPOOL_SYNC", K_CHOICE, "batch", spool_sync,
+           spool_sync_names),
+    RANGED("log_line_max", "SNAIL_LOG_LINE_MAX", K_INT, "65536", log_line_max,
+           256, 8388608, "bytes"),
+    RANGED("result_max", "SNAIL_RESULT_MAX", K_INT, "1048576", result_max, 1,
+           9437184, "bytes; the server takes 10 MiB per message"),
+    RANGED("log_queue_max_bytes", "SNAIL_LOG_QUEUE_MAX_BYTES", K_INT,
+           "67108864", log_queue_max_bytes, 65536, 2147483647, "bytes"),
+    RANGED("queue_max_bytes", "SNAIL_QUEUE_MAX_BYTES", K_INT, "268435456",
+           queue_max_bytes, 65536, 2147483647, "bytes"),
+    /* the operator's side */
+    STR("bind_host", "SNAIL_BIND_HOST", K_NAME, "0.0.0.0", bind_host),
+    STR("metrics_listen", "SNAIL_METRICS_LISTEN", K_TEXT, "", metrics_listen),
+    CHOSEN("log_format", "SNAIL_LOG_FORMAT", K_CHOICE, "text", log_format,
+           log_format_names),
+    /* for executor authors */
+    STR("record_dir", "SNAIL_RECORD_DIR", K_TEXT, "", record_dir),
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -374,8 +431,10 @@ static int labels_from_table(lua_State *L, struct loader *ld, int t)
     return 0;
 }
 
-/* [.. t] -> [.. t text]: the list of paths at `t` joined with ':'. */
-static int paths_from_table(lua_State *L, struct loader *ld, int t)
+/* [.. t] -> [.. t text]: the list of strings at `t` (setting `key`) joined
+ * with `sep`. */
+static int list_from_table(lua_State *L, struct loader *ld, int t,
+                           const char *key, char sep)
 {
     lua_Integer n = (lua_Integer)lua_rawlen(L, t), count = 0;
     luaL_Buffer b;
@@ -386,32 +445,32 @@ static int paths_from_table(lua_State *L, struct loader *ld, int t)
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
             lua_tointeger(L, -1) > n)
             return fail(ld,
-                        "%s: key 'executors' must be a string or a list "
+                        "%s: key '%s' must be a string or a list "
                         "of strings, got a table with other keys",
-                        ld->file);
+                        ld->file, key);
         count++;
     }
     if (count != n)
-        return fail(ld, "%s: key 'executors' must be a list without holes",
-                    ld->file);
+        return fail(ld, "%s: key '%s' must be a list without holes", ld->file,
+                    key);
     luaL_buffinit(L, &b);
     for (lua_Integer i = 1; i <= n; i++) {
         const char *s;
         size_t len;
 
         if (i > 1)
-            luaL_addchar(&b, ':');
+            luaL_addchar(&b, sep);
         if (lua_rawgeti(L, t, i) != LUA_TSTRING) /* [.. t buf item] */
             return fail(ld,
-                        "%s: key 'executors' item %lld must be a string, "
+                        "%s: key '%s' item %lld must be a string, "
                         "got %s",
-                        ld->file, (long long)i, luaL_typename(L, -1));
+                        ld->file, key, (long long)i, luaL_typename(L, -1));
         s = lua_tolstring(L, -1, &len);
-        if (len == 0 || strchr(s, ':') != NULL)
+        if (len == 0 || strchr(s, sep) != NULL)
             return fail(ld,
-                        "%s: key 'executors' item %lld must be non-empty "
-                        "and without ':'",
-                        ld->file, (long long)i);
+                        "%s: key '%s' item %lld must be non-empty "
+                        "and without '%c'",
+                        ld->file, key, (long long)i, sep);
         luaL_addvalue(&b); /* pops the item */
     }
     luaL_pushresult(&b);
@@ -445,9 +504,12 @@ static int file_value(lua_State *L, struct loader *ld, size_t i)
         break;
     case K_LABELS:
     case K_PATHS:
+    case K_LIST:
         if (type == LUA_TTABLE) {
-            rc = s->kind == K_LABELS ? labels_from_table(L, ld, v)
-                                     : paths_from_table(L, ld, v);
+            rc = s->kind == K_LABELS
+                     ? labels_from_table(L, ld, v)
+                     : list_from_table(L, ld, v, s->key,
+                                       s->kind == K_PATHS ? ':' : ',');
             if (rc != 0)
                 return rc;
         } else if (type != LUA_TSTRING) {
@@ -674,6 +736,53 @@ static void describe(char *buf, size_t n, const struct loader *ld, size_t i,
     }
 }
 
+/* K_CHOICE: `text` is one of s->choices. K_LIST: each ","-separated name
+ * (blanks around it ignored, empty names refused) is one of s->choices, or
+ * anything when s->choices is NULL. 0, or SJ_ECONFIG with `why`. */
+static int check_choices(const struct setting *s, const char *text, char *why,
+                         size_t whylen)
+{
+    const char *p = text;
+    char all[256] = "";
+    size_t len;
+
+    for (size_t k = 0; s->choices != NULL && s->choices[k] != NULL; k++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s",
+                 k > 0 ? ", " : "", s->choices[k]);
+    if (s->kind == K_CHOICE) {
+        for (size_t k = 0; s->choices[k] != NULL; k++)
+            if (strcmp(text, s->choices[k]) == 0)
+                return 0;
+        snprintf(why, whylen, "expected one of %s, got '%s'", all, text);
+        return SJ_ECONFIG;
+    }
+    while (*p != '\0') {
+        size_t k;
+
+        p += strspn(p, " \t");
+        len = strcspn(p, ",");
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0) {
+            snprintf(why, whylen, "empty name in the list '%s'", text);
+            return SJ_ECONFIG;
+        }
+        for (k = 0; s->choices != NULL && s->choices[k] != NULL; k++)
+            if (strlen(s->choices[k]) == len &&
+                strncmp(p, s->choices[k], len) == 0)
+                break;
+        if (s->choices != NULL && s->choices[k] == NULL) {
+            snprintf(why, whylen, "unknown name '%.*s' (expected %s)", (int)len,
+                     p, all);
+            return SJ_ECONFIG;
+        }
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
 /* Parses and checks `text` for setting i and stores it in `cfg`. */
 static int apply(sj_config *cfg, struct loader *ld, size_t i, const char *text,
                  sj_config_source src)
@@ -697,11 +806,13 @@ static int apply(sj_config *cfg, struct loader *ld, size_t i, const char *text,
         *(int *)(void *)field = (int)iv;
         return 0;
     case K_NUMBER:
-        if (!parse_number(text, &dv) || !(dv > s->min) || dv > s->max)
+        if (!parse_number(text, &dv) ||
+            !(s->min_ok ? dv >= s->min : dv > s->min) || dv > s->max)
             return fail(ld,
-                        "%s: expected a number greater than %g and at "
+                        "%s: expected a number %s %g and at "
                         "most %g, got '%s'%s%s%s",
-                        who, s->min, s->max, text, s->hint ? " (" : "",
+                        who, s->min_ok ? "from" : "greater than", s->min,
+                        s->max, text, s->hint ? " (" : "",
                         s->hint ? s->hint : "", s->hint ? ")" : "");
         *(double *)(void *)field = dv;
         return 0;
@@ -718,6 +829,11 @@ static int apply(sj_config *cfg, struct loader *ld, size_t i, const char *text,
                         "%s: expected one of DEBUG, INFO, WARN, WARNING, "
                         "ERROR, CRITICAL, got '%s'",
                         who, text);
+        break;
+    case K_CHOICE:
+    case K_LIST:
+        if ((rc = check_choices(s, text, why, sizeof why)) != 0)
+            return fail(ld, "%s: %s", who, why);
         break;
     case K_LABELS:
         rc = labels_dump(text, &json, why, sizeof why);

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 /* Room for the settings table in sj_config.c (checked there). */
-#define SJ_CONFIG__MAX_SETTINGS 32
+#define SJ_CONFIG__MAX_SETTINGS 64
 
 typedef enum sj_config_source {
     SJ_SRC_DEFAULT = 0,
@@ -53,6 +53,28 @@ typedef struct sj_config {
     char *lua_path;             /* SNAIL_LUA_PATH, "" = Lua's default */
     char *lua_cpath;            /* SNAIL_LUA_CPATH, "" = Lua's default */
     double rpc_timeout;         /* SNAIL_RPC_TIMEOUT, 10 (seconds per call) */
+
+    /* Executors that touch the world. Lists are ","-separated text. */
+    char *builtins;   /* SNAIL_BUILTINS, "" (http,shell,cmd,powershell,all) */
+    char *http_allow; /* SNAIL_HTTP_ALLOW, "" = any host (host patterns) */
+    /* Containment. */
+    char *lua_allow;       /* SNAIL_LUA_ALLOW, "" (os.execute,io.popen,debug) */
+    double stop_grace;     /* SNAIL_STOP_GRACE, 3 (s) */
+    double load_timeout;   /* SNAIL_LOAD_TIMEOUT, 5 (s) */
+    double cleanup_budget; /* SNAIL_CLEANUP_BUDGET, 1 (s) */
+    /* The edges. */
+    double shutdown_grace;   /* SNAIL_SHUTDOWN_GRACE, 30 (s, 0 = at once) */
+    char *spool_sync;        /* SNAIL_SPOOL_SYNC, "batch" (always, never) */
+    int log_line_max;        /* SNAIL_LOG_LINE_MAX, 65536 bytes */
+    int result_max;          /* SNAIL_RESULT_MAX, 1048576 bytes */
+    int log_queue_max_bytes; /* SNAIL_LOG_QUEUE_MAX_BYTES, 64 MiB */
+    int queue_max_bytes;     /* SNAIL_QUEUE_MAX_BYTES, 256 MiB */
+    /* The operator's side. */
+    char *bind_host;      /* SNAIL_BIND_HOST, "0.0.0.0" */
+    char *metrics_listen; /* SNAIL_METRICS_LISTEN, "" = off (host:port) */
+    char *log_format;     /* SNAIL_LOG_FORMAT, "text" (json) */
+    /* For executor authors. */
+    char *record_dir; /* SNAIL_RECORD_DIR, "" = off */
 
     /* Private to sj_config.c: where each setting came from, in
      * sj_config_item_get order, and the paths that FILE/DOTENV refer to. */

@@ -147,7 +147,7 @@ static void test_defaults(void)
     sj_config_item it;
     char err[512], *json;
 
-    CHECK(sj_config_count() == 22);
+    CHECK(sj_config_count() == 38);
     CHECK(sj_config_load(&cfg, NULL, none_path, err, sizeof err) == 0);
     CHECK_STR(cfg.server_host, "127.0.0.1");
     CHECK(cfg.server_port == 17888);
@@ -457,6 +457,37 @@ static void test_text_errors(void)
     clear_snail_env();
 }
 
+/* K_LIST, K_CHOICE and a number range that includes its minimum. */
+static void test_lists_and_choices(void)
+{
+    sj_config cfg;
+    char err[512];
+
+    write_file(lua_path, "return { builtins = {\"http\", \"shell\"},\n"
+                         "  http_allow = \"*.example.com, api.local\",\n"
+                         "  log_format = \"json\", shutdown_grace = 0 }\n");
+    CHECK(sj_config_load(&cfg, lua_path, none_path, err, sizeof err) == 0);
+    CHECK_STR(cfg.builtins, "http,shell");
+    CHECK_STR(cfg.http_allow, "*.example.com, api.local");
+    CHECK_STR(cfg.log_format, "json");
+    CHECK(cfg.shutdown_grace == 0);
+    CHECK_STR(cfg.spool_sync, "batch");
+    sj_config_free(&cfg);
+    unlink(lua_path);
+
+    EXPECT_ERROR(NULL, "SNAIL_BUILTINS=http,bogus\n", "SNAIL_BUILTINS",
+                 "unknown name 'bogus'", "http, shell");
+    EXPECT_ERROR(NULL, "SNAIL_BUILTINS=http,,shell\n", "empty name");
+    EXPECT_ERROR("return { builtins = {\"http\", 3} }", NULL,
+                 "key 'builtins' item 2 must be a string");
+    EXPECT_ERROR("return { lua_allow = {\"a,b\"} }", NULL,
+                 "key 'lua_allow' item 1", "without ','");
+    EXPECT_ERROR(NULL, "SNAIL_SPOOL_SYNC=sometimes\n",
+                 "expected one of batch, always, never, got 'sometimes'");
+    EXPECT_ERROR(NULL, "SNAIL_SHUTDOWN_GRACE=-1\n", "expected a number from 0");
+    EXPECT_ERROR(NULL, "SNAIL_STOP_GRACE=0\n", "greater than 0");
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/sj_config_XXXXXX";
@@ -475,6 +506,7 @@ int main(void)
     test_precedence();
     test_file_errors();
     test_text_errors();
+    test_lists_and_choices();
 
     unlink(lua_path);
     unlink(env_path);
