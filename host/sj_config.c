@@ -108,7 +108,7 @@ static const struct setting settings[] = {
            log_remote_interval, 0, 3600, NULL),
     RANGED("log_remote_buffer_size", "SNAIL_LOG_REMOTE_BUFFER_SIZE", K_INT,
            "50", log_remote_buffer_size, 1, 100000, NULL),
-    STR("spool_dir", "SNAIL_SPOOL_DIR", K_NAME, ".snailjob-spool", spool_dir),
+    STR("spool_dir", "SNAIL_SPOOL_DIR", K_TEXT, "", spool_dir),
     RANGED("memory_limit_mb", "SNAIL_MEMORY_LIMIT_MB", K_INT, "256",
            memory_limit_mb, 1, 65536, NULL),
     STR("lua_path", "SNAIL_LUA_PATH", K_TEXT, "", lua_path),
@@ -344,6 +344,30 @@ static int labels_dump(const char *text, char **out, char *why, size_t n)
         rc = SJ_ENOMEM;
     json_decref(obj);
     return rc;
+}
+
+int sj_config_spool_dir(const sj_config *cfg, char *buf, size_t len)
+{
+    const char *dir = getenv("STATE_DIRECTORY"), *xdg, *home;
+
+    if (cfg->spool_dir != NULL && cfg->spool_dir[0] != '\0')
+        return snprintf(buf, len, "%s", cfg->spool_dir) < (int)len ? 0
+                                                                   : SJ_EINVAL;
+    if (dir != NULL && dir[0] != '\0') /* systemd: ':'-separated, the first */
+        return snprintf(buf, len, "%.*s", (int)strcspn(dir, ":"), dir) <
+                       (int)len
+                   ? 0
+                   : SJ_EINVAL;
+    if ((xdg = getenv("XDG_STATE_HOME")) != NULL && xdg[0] == '/')
+        return snprintf(buf, len, "%s/snailjob-lua", xdg) < (int)len
+                   ? 0
+                   : SJ_EINVAL;
+    if ((home = getenv("HOME")) != NULL && home[0] == '/')
+        return snprintf(buf, len, "%s/.local/state/snailjob-lua", home) <
+                       (int)len
+                   ? 0
+                   : SJ_EINVAL;
+    return SJ_ENOENT;
 }
 
 char *sj_config_labels_json(const sj_config *cfg)

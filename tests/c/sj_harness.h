@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sj_spool.h"
 
 static int h_failures;
 
@@ -185,6 +188,11 @@ static inline void h_host_start(h_host *h, int server_port, ...)
         if (chdir(h->dir) != 0)
             _exit(127);
         h_clear_snail_env(); /* no SNAIL_* leaks in */
+        /* The default journal directory is the state dir: one per test
+         * host, inside its directory. */
+        unsetenv("STATE_DIRECTORY");
+        snprintf(buf, sizeof buf, "%s/state", h->dir);
+        setenv("XDG_STATE_HOME", buf, 1);
         setenv("SNAIL_SERVER_HOST", "127.0.0.1", 1);
         snprintf(buf, sizeof buf, "%d", server_port);
         setenv("SNAIL_SERVER_PORT", buf, 1);
@@ -245,6 +253,59 @@ static inline int h_log_has(h_host *h, const char *needle)
     int has = strstr(log, needle) != NULL;
     free(log);
     return has;
+}
+
+/* The path of the host's journal in `sub` (relative to its directory;
+ * NULL: the default state dir) into buf, or "" if there is none yet. */
+static inline void h_journal_path(const h_host *h, const char *sub, char *buf,
+                                  size_t len)
+{
+    char pattern[700];
+    glob_t g;
+
+    snprintf(pattern, sizeof pattern, "%s/%s/results-%d-*.journal", h->dir,
+             sub != NULL ? sub : "state/snailjob-lua", h->port);
+    buf[0] = '\0';
+    if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0)
+        snprintf(buf, len, "%s", g.gl_pathv[0]);
+    globfree(&g);
+}
+
+typedef struct h_jstate {
+    const char *needle;
+    unsigned long long open[4096];
+    int n, acked;
+} h_jstate;
+
+static inline void h_jrecord(void *ud, char kind, uint64_t seq,
+                             const char *body, size_t len)
+{
+    h_jstate *s = ud;
+    if (kind == 'R' && s->n < 4096 &&
+        memmem(body, len, s->needle, strlen(s->needle)) != NULL)
+        s->open[s->n++] = seq;
+    else if (kind == 'A')
+        for (int i = 0; i < s->n; i++)
+            if (s->open[i] == seq) {
+                s->open[i--] = s->open[--s->n];
+                s->acked++;
+            }
+}
+
+/* Records of the journal at `path` whose body contains `needle`: how many
+ * are pending (no acknowledgement), and in *acked how many were
+ * acknowledged (may be NULL). */
+static inline int h_journal_count(const char *path, const char *needle,
+                                  int *acked)
+{
+    static h_jstate s;
+    memset(&s, 0, sizeof s);
+    s.needle = needle;
+    if (path[0] != '\0')
+        sj_spool_scan(path, h_jrecord, &s);
+    if (acked != NULL)
+        *acked = s.acked;
+    return s.n;
 }
 
 /* Remove the host's directory. */
