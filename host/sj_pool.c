@@ -21,6 +21,7 @@
 typedef struct qnode {
     struct qnode *next;
     sj_task *t;
+    size_t bytes; /* task_bytes(t), counted in pool->queued_bytes */
 } qnode;
 
 /*
@@ -51,6 +52,8 @@ typedef struct worker {
     unsigned long long failed_gen; /* last generation it could not build */
     atomic_ullong gen_number;      /* gen->number, for other threads */
     sj_task *current;              /* guarded by pool->lock */
+    atomic_int claimed;            /* current's report: 1 once the worker or the
+                                      drain (sj_pool_abandon) took it */
     int ready; /* 1 loaded, -1 failed; guarded by pool->lock */
 } worker;
 
@@ -60,7 +63,9 @@ struct sj_pool {
     pthread_cond_t cond; /* work arrived / slot freed / state */
     qnode *head, *tail;
     size_t queued;
+    size_t queued_bytes; /* about what the queued tasks hold */
     int shutting_down;
+    int draining; /* sj_pool_drain_begin: dispatches refused */
     worker *workers;
     int n_workers;
     pthread_t watchdog;
@@ -307,6 +312,7 @@ static sj_task *take_task(sj_pool *pool)
         if (pool->tail == q)
             pool->tail = prev;
         pool->queued--;
+        pool->queued_bytes -= q->bytes;
         free(q);
         return t;
     }
@@ -314,6 +320,31 @@ static sj_task *take_task(sj_pool *pool)
 }
 
 /* ---- workers ----------------------------------------------------------- */
+
+#define SHUTDOWN_QUEUED "snailjob-lua host shut down before the task started"
+#define SHUTDOWN_RUNNING                                                       \
+    "snailjob-lua host shut down: task interrupted after shutdown_grace"
+#define SHUTDOWN_STUCK                                                         \
+    "snailjob-lua host shut down: task did not stop after shutdown_grace "     \
+    "(blocked outside Lua), abandoned"
+
+/* 1 (with `why` giving both sizes) if the run's result is over
+ * result_max: it is then reported FAIL instead. */
+static int result_over_max(sj_pool *pool, const sj_run *run, char *why,
+                           size_t whylen)
+{
+    size_t n;
+
+    if (run->result == NULL || pool->opts.result_max == 0)
+        return 0;
+    n = json_dumpb(run->result, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (n <= pool->opts.result_max)
+        return 0;
+    snprintf(why, whylen,
+             "result is %zu bytes, over result_max (%zu bytes): not sent", n,
+             pool->opts.result_max);
+    return 1;
+}
 
 static void run_task(worker *w, sj_task *t)
 {
@@ -340,13 +371,29 @@ static void run_task(worker *w, sj_task *t)
     SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
              (long long)t->task_batch_id, t->executor_info,
              sj_outcome_name(run.outcome), sj_mono_ms() - t0);
-    report = sj_task_report_json(t, run.outcome, run.result, run.message,
-                                 run.wf_changes);
+    char toobig[256];
+    if (result_over_max(pool, &run, toobig, sizeof toobig)) {
+        SJ_WARN("task %lld (batch %lld): %s", (long long)t->task_id,
+                (long long)t->task_batch_id, toobig);
+        report =
+            sj_task_report_json(t, SJ_OUT_FAILED, NULL, toobig, run.wf_changes);
+    } else {
+        report = sj_task_report_json(
+            t, run.outcome, run.result,
+            run.outcome == SJ_OUT_SHUTDOWN ? SHUTDOWN_RUNNING : run.message,
+            run.wf_changes);
+    }
     if (report == NULL)
         SJ_INFO("task %lld (batch %lld) %s: not reported, as the server "
                 "already stops it",
                 (long long)t->task_id, (long long)t->task_batch_id,
                 sj_outcome_name(run.outcome));
+    if (atomic_exchange(&w->claimed, 1)) {
+        /* The drain reported it already (this worker was given up). */
+        free(report);
+        sj_run_free(&run);
+        return;
+    }
     deliver(pool, t, report);
     sj_upstream_flush(pool->opts.up);
     sj_run_free(&run);
@@ -443,6 +490,7 @@ static void *worker_thread(void *arg)
             continue;
         }
         w->current = t;
+        atomic_store(&w->claimed, 0);
         pthread_mutex_unlock(&pool->lock);
 
         run_task(w, t);
@@ -517,16 +565,67 @@ static void *watchdog_thread(void *arg)
 
 /* ---- public ------------------------------------------------------------ */
 
+/* About the memory a queued task holds: its argument texts. */
+static size_t task_bytes(const sj_task *t)
+{
+    size_t n = sizeof *t + 256 + strlen(t->job_params);
+
+    if (t->wf_context != NULL)
+        n += strlen(t->wf_context);
+    if (t->maps != NULL)
+        n += json_dumpb(t->maps, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (t->reduces != NULL)
+        n += json_dumpb(t->reduces, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    return n;
+}
+
+/* 1 if task `id` is queued or running here. Lock held. */
+static int is_duplicate(sj_pool *pool, int64_t id)
+{
+    for (int i = 0; i < pool->n_workers; i++)
+        if (pool->workers[i].current != NULL &&
+            pool->workers[i].current->task_id == id)
+            return 1;
+    for (qnode *q = pool->head; q != NULL; q = q->next)
+        if (q->t->task_id == id)
+            return 1;
+    return 0;
+}
+
 int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
 {
     sj_pool *pool = ud;
     qnode *q;
 
+    size_t bytes = task_bytes(t);
+
     pthread_mutex_lock(&pool->lock);
-    if (pool->shutting_down) {
+    if (pool->shutting_down || pool->draining) {
         pthread_mutex_unlock(&pool->lock);
-        snprintf(why, whylen, "snailjob-lua is shutting down");
+        snprintf(why, whylen,
+                 "snailjob-lua is shutting down: not taking new tasks");
         return SJ_ECLOSED;
+    }
+    if (is_duplicate(pool, t->task_id)) {
+        pthread_mutex_unlock(&pool->lock);
+        /* The server resent a task it already gave us (a lost answer):
+         * acknowledge it, but run it once. */
+        SJ_WARN("task %lld (batch %lld) dispatched again while queued or "
+                "running here: acknowledged, not run twice",
+                (long long)t->task_id, (long long)t->task_batch_id);
+        sj_task_free(t);
+        return 0;
+    }
+    if (pool->opts.queue_max_bytes > 0 && pool->queued > 0 &&
+        pool->queued_bytes + bytes > pool->opts.queue_max_bytes) {
+        size_t n = pool->queued, b = pool->queued_bytes;
+        pthread_mutex_unlock(&pool->lock);
+        snprintf(why, whylen,
+                 "snailjob-lua task queue is full by size (%zu waiting, %zu "
+                 "bytes, this one %zu, queue_max_bytes %zu): try another "
+                 "client",
+                 n, b, bytes, pool->opts.queue_max_bytes);
+        return SJ_EFULL;
     }
     if (pool->queued >= (size_t)pool->opts.queue_size ||
         (q = malloc(sizeof *q)) == NULL) {
@@ -543,6 +642,8 @@ int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
         t->deadline_ms = t->received_ms + (long long)t->executor_timeout * 1000;
     q->t = t;
     q->next = NULL;
+    q->bytes = bytes;
+    pool->queued_bytes += bytes;
     if (pool->tail)
         pool->tail->next = q;
     else
@@ -573,6 +674,7 @@ void sj_pool_stop_batch(void *ud, int64_t batch)
         next = q->next;
         if (q->t->task_batch_id == batch) {
             sj_task_free(q->t);
+            pool->queued_bytes -= q->bytes;
             free(q);
             pool->queued--;
             dropped++;
@@ -800,4 +902,76 @@ void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running)
     for (int i = 0; i < pool->n_workers; i++)
         *running += pool->workers[i].current != NULL;
     pthread_mutex_unlock(&pool->lock);
+}
+
+/* ---- draining (SIGTERM) -------------------------------------------------- */
+
+size_t sj_pool_drain_begin(sj_pool *pool)
+{
+    qnode *q, *next;
+    size_t n = 0;
+
+    pthread_mutex_lock(&pool->lock);
+    pool->draining = 1;
+    q = pool->head;
+    pool->head = pool->tail = NULL;
+    pool->queued = 0;
+    pool->queued_bytes = 0;
+    pthread_mutex_unlock(&pool->lock);
+    for (; q != NULL; q = next, n++) {
+        next = q->next;
+        deliver(pool, q->t,
+                sj_task_report_json(q->t, SJ_OUT_SHUTDOWN, NULL,
+                                    SHUTDOWN_QUEUED, NULL));
+        sj_task_free(q->t);
+        free(q);
+    }
+    if (n > 0)
+        sj_upstream_flush(pool->opts.up);
+    return n;
+}
+
+size_t sj_pool_running(sj_pool *pool)
+{
+    size_t queued, running;
+    sj_pool_counts(pool, &queued, &running);
+    return running;
+}
+
+void sj_pool_interrupt(sj_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    for (int i = 0; i < pool->n_workers; i++) {
+        sj_task *t = pool->workers[i].current;
+        if (t != NULL)
+            atomic_store(&t->stop, SJ_STOP_SHUTDOWN);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+size_t sj_pool_abandon(sj_pool *pool)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&pool->lock);
+    for (int i = 0; i < pool->n_workers; i++) {
+        worker *w = &pool->workers[i];
+        sj_task *t = w->current;
+        if (t == NULL || atomic_exchange(&w->claimed, 1))
+            continue;
+        /* The worker keeps t until it returns, which it may never do;
+         * its ids are all the report needs. */
+        pthread_mutex_unlock(&pool->lock);
+        SJ_ERROR("shutdown: task %lld (batch %lld, %s) on worker-%d did not "
+                 "stop; reported FAIL and abandoned",
+                 (long long)t->task_id, (long long)t->task_batch_id,
+                 t->executor_info, w->index);
+        deliver(pool, t,
+                sj_task_report_json(t, SJ_OUT_SHUTDOWN, NULL, SHUTDOWN_STUCK,
+                                    NULL));
+        n++;
+        pthread_mutex_lock(&pool->lock);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return n;
 }

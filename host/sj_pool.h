@@ -44,8 +44,10 @@ typedef struct sj_pool_options {
     size_t n_files;
     const char *lua_path; /* extra package.path entries or "" */
     const char *lua_cpath;
-    size_t memory_limit; /* bytes per Lua state, 0 = none */
-    sj_upstream *up;     /* borrowed */
+    size_t memory_limit;    /* bytes per Lua state, 0 = none */
+    size_t result_max;      /* a larger result is reported FAIL; 0 = none */
+    size_t queue_max_bytes; /* queued dispatches' bytes, then refused */
+    sj_upstream *up;        /* borrowed */
 } sj_pool_options;
 
 /* Start the workers on generation 1; each loads every executor file into
@@ -90,6 +92,25 @@ unsigned long long sj_pool_generation(sj_pool *pool);
  * Returns the number of workers. */
 size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
                                   size_t max);
+
+/*
+ * Draining on SIGTERM (main thread), in this order:
+ *  sj_pool_drain_begin: refuse dispatches from now on ("shutting down"),
+ *    report every queued task FAIL (the host shut down before it started,
+ *    so the server's retry applies) at once; returns how many.
+ *  sj_pool_running: tasks still running (poll it while the grace runs).
+ *  sj_pool_interrupt: interrupt every running task (reported FAIL, "host
+ *    shut down", when its worker comes back).
+ *  sj_pool_abandon: report FAIL for each task whose worker did not come
+ *    back (stuck in C); its late report, if any, is never sent. Returns
+ *    how many. Such workers cannot be joined: exit without sj_pool_stop.
+ * Then sj_pool_stop as usual (nothing runs any more). Duplicate dispatches
+ * (a taskId queued or running here) are acknowledged and not run again.
+ */
+size_t sj_pool_drain_begin(sj_pool *pool);
+size_t sj_pool_running(sj_pool *pool);
+void sj_pool_interrupt(sj_pool *pool);
+size_t sj_pool_abandon(sj_pool *pool);
 
 /* Tasks waiting and running, for tests and benchmarks. */
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running);
