@@ -372,6 +372,8 @@ static void run_task(worker *w, sj_task *t)
              (long long)t->task_batch_id, t->executor_info,
              sj_outcome_name(run.outcome), sj_mono_ms() - t0);
     char toobig[256];
+    if (run.outcome == SJ_OUT_STOPPED && run.stop_reason == SJ_STOP_SHUTDOWN)
+        run.outcome = SJ_OUT_SHUTDOWN; /* reported FAIL (sj_task.h) */
     if (result_over_max(pool, &run, toobig, sizeof toobig)) {
         SJ_WARN("task %lld (batch %lld): %s", (long long)t->task_id,
                 (long long)t->task_batch_id, toobig);
