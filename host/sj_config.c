@@ -133,7 +133,7 @@ static const struct setting settings[] = {
     CHOSEN("spool_sync", "SNAIL_SPOOL_SYNC", K_CHOICE, "batch", spool_sync,
            spool_sync_names),
     RANGED("log_line_max", "SNAIL_LOG_LINE_MAX", K_INT, "65536", log_line_max,
-           256, 8388608, "bytes"),
+           256, 1048576, "bytes; cut above (a log batch stays under 10 MiB)"),
     RANGED("result_max", "SNAIL_RESULT_MAX", K_INT, "1048576", result_max, 1,
            9437184, "bytes; the server takes 10 MiB per message"),
     RANGED("log_queue_max_bytes", "SNAIL_LOG_QUEUE_MAX_BYTES", K_INT,

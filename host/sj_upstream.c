@@ -20,9 +20,9 @@
 /* The server takes messages of 10 MiB at most (protocol.md): a log batch
  * stays under this, and no line is longer than LOG_LINE_CAP. */
 #define LOG_BATCH_BYTES (4 * 1024 * 1024)
-#define LOG_LINE_CAP (2 * 1024 * 1024)
-#define LOG_REC_OVERHEAD 400 /* JSON around a line's message, about */
-#define LOG_MAX_REFUSALS 5   /* in-band refusals of one batch */
+#define LOG_LINE_CAP (1024 * 1024) /* escaped (x6 at worst) < 10 MiB */
+#define LOG_REC_OVERHEAD 400       /* JSON around a line's message, about */
+#define LOG_MAX_REFUSALS 5         /* in-band refusals of one batch */
 #define TRIM_AFTER_BYTES (8 * 1024 * 1024) /* backlog worth a malloc_trim */
 #define SPOOL_RETRY_MS 1000 /* journal writes of a full disk, again */
 #define BACKOFF_MIN_MS 250
@@ -61,8 +61,9 @@ typedef struct barrier {
 
 typedef struct logrec {
     struct logrec *next;
-    json_t *rec;
-    size_t bytes; /* about what it costs queued */
+    size_t bytes; /* what it costs queued: text, node, malloc's headers */
+    char text[];  /* the record as compact JSON (a few bytes per line, not
+                     jansson's kilobytes of objects while queued) */
 } logrec;
 
 struct sj_upstream {
@@ -109,10 +110,11 @@ struct sj_upstream {
     int flush_now;
     long long log_retry_at;
     unsigned long dropped_unreported;
-    json_t *drop_template; /* a record of the last task that lost lines */
-    size_t log_bytes;      /* bytes of the queued records */
-    size_t log_bytes_peak; /* since the last trim */
-    int log_refusals;      /* of the batch in flight / next */
+    char *drop_template;           /* a record (JSON) of the last task that lost
+                                      lines */
+    size_t log_bytes;              /* bytes of the queued records */
+    size_t log_bytes_peak;         /* since the last trim */
+    int log_refusals;              /* of the batch in flight / next */
     unsigned long dropped_episode; /* lines dropped since the WARN */
     int spool_full;                /* the journal refused a write: ENOSPC */
     long long spool_retry_at;
@@ -621,7 +623,7 @@ static json_t *field(const char *name, const char *value)
 
 /* Count a dropped record, keeping it as the template of the notice (its
  * task gets the notice). Lock held. */
-static void note_dropped(sj_upstream *up, json_t *rec)
+static void note_dropped(sj_upstream *up, char *rec)
 {
     if (up->dropped_episode++ == 0)
         SJ_WARN("log queue full (log_queue_max_bytes %d, %zu bytes queued): "
@@ -630,7 +632,7 @@ static void note_dropped(sj_upstream *up, json_t *rec)
                 up->cfg->log_queue_max_bytes, up->log_bytes);
     up->dropped_unreported++;
     up->stats.log_lines_dropped++;
-    json_decref(up->drop_template);
+    free(up->drop_template);
     up->drop_template = rec;
 }
 
@@ -651,8 +653,9 @@ static int drop_oldest_log(sj_upstream *up)
         up->ltail = prev;
     up->n_logs--;
     up->log_bytes -= l->bytes;
-    note_dropped(up, l->rec);
-    free(l);
+    /* The node becomes the template: its text moves to the front. */
+    memmove(l, l->text, strlen(l->text) + 1);
+    note_dropped(up, (char *)l);
     return 1;
 }
 
@@ -708,7 +711,15 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     free(cut);
     if (rec == NULL)
         return;
-    size_t bytes = len + LOG_REC_OVERHEAD;
+    size_t tlen = json_dumpb(rec, NULL, 0, JSON_COMPACT);
+    if (tlen == 0 || (l = malloc(sizeof *l + tlen + 1)) == NULL) {
+        json_decref(rec);
+        return;
+    }
+    json_dumpb(rec, l->text, tlen, JSON_COMPACT);
+    l->text[tlen] = '\0';
+    json_decref(rec);
+    size_t bytes = sizeof *l + tlen + 1 + 16;
 
     pthread_mutex_lock(&up->lock);
     /* Over the bounds (count, bytes): the oldest lines not in flight
@@ -718,14 +729,13 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
            drop_oldest_log(up))
         ;
     if (up->n_logs >= LOG_QUEUE_MAX ||
-        up->log_bytes + bytes > (size_t)up->cfg->log_queue_max_bytes ||
-        (l = malloc(sizeof *l)) == NULL) {
+        up->log_bytes + bytes > (size_t)up->cfg->log_queue_max_bytes) {
         /* Still full (all in flight): this one goes instead. */
-        note_dropped(up, rec);
+        memmove(l, l->text, tlen + 1);
+        note_dropped(up, (char *)l);
         pthread_mutex_unlock(&up->lock);
         return;
     }
-    l->rec = rec;
     l->bytes = bytes;
     up->log_bytes += bytes;
     if (up->log_bytes > up->log_bytes_peak)
@@ -757,13 +767,14 @@ void sj_upstream_flush(sj_upstream *up)
 /* Replace the dropped-lines template's message; lock held. */
 static void queue_drop_notice(sj_upstream *up)
 {
-    json_t *rec = up->drop_template, *fields;
-    char msg[128];
+    json_t *rec, *fields;
+    char msg[128], *text;
     logrec *l;
+    size_t tlen;
 
     if (up->dropped_unreported == 0 || up->n_logs >= LOG_QUEUE_MAX / 2 ||
         up->log_bytes > (size_t)up->cfg->log_queue_max_bytes / 2 ||
-        (l = malloc(sizeof *l)) == NULL)
+        (rec = json_loads(up->drop_template, 0, NULL)) == NULL)
         return;
     snprintf(msg, sizeof msg,
              "snailjob-lua: %lu log lines dropped (log queue full)",
@@ -780,8 +791,18 @@ static void queue_drop_notice(sj_upstream *up)
         if (name && strcmp(name, "level") == 0)
             json_object_set_new(f, "value", json_string("WARN"));
     }
-    l->rec = rec;
-    l->bytes = LOG_REC_OVERHEAD + sizeof msg;
+    text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    if (text == NULL)
+        return;
+    tlen = strlen(text);
+    if ((l = malloc(sizeof *l + tlen + 1)) == NULL) {
+        free(text);
+        return;
+    }
+    memcpy(l->text, text, tlen + 1);
+    free(text);
+    l->bytes = sizeof *l + tlen + 1 + 16;
     up->log_bytes += l->bytes;
     l->next = NULL;
     if (up->ltail)
@@ -790,6 +811,7 @@ static void queue_drop_notice(sj_upstream *up)
         up->lhead = l;
     up->ltail = l;
     up->n_logs++;
+    free(up->drop_template);
     up->drop_template = NULL;
     up->dropped_unreported = 0;
 }
@@ -814,7 +836,6 @@ static void logs_done(void *ud, int err, const char *detail,
             logrec *l = up->lhead;
             up->lhead = l->next;
             up->log_bytes -= l->bytes;
-            json_decref(l->rec);
             free(l);
             up->n_logs--;
         }
@@ -841,26 +862,36 @@ static void logs_done(void *ud, int err, const char *detail,
 /* Send the oldest queued records as one batch; lock held. */
 static void send_logs(sj_upstream *up)
 {
-    json_t *list = json_array(), *args;
     size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size;
-    char *body;
+    char *body, *p;
 
     /* A batch holds at most log_remote_buffer_size records (Java's window
      * of 50); a backlog leaves as several batches, one after another. */
     if (max == 0 || max > LOG_BATCH_MAX)
         max = LOG_BATCH_MAX;
+    /* The body is "[[rec,rec,...]]", under LOG_BATCH_BYTES unless one
+     * record alone is larger (a line is cut well below the limit). */
     size_t bytes = 0;
-    for (logrec *l = up->lhead;
+    logrec *l;
+    for (l = up->lhead;
          l && n < max && (n == 0 || bytes + l->bytes <= LOG_BATCH_BYTES);
-         l = l->next, n++) {
-        json_array_append(list, l->rec);
-        bytes += l->bytes;
-    }
-    args = json_pack("[o]", list);
-    body = json_dumps(args, JSON_COMPACT);
-    json_decref(args);
-    if (body == NULL)
+         l = l->next, n++)
+        bytes += strlen(l->text) + 1;
+    if ((body = p = malloc(bytes + 8)) == NULL)
         return;
+    *p++ = '[';
+    *p++ = '[';
+    l = up->lhead;
+    for (size_t i = 0; i < n; i++, l = l->next) {
+        size_t tl = strlen(l->text);
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, l->text, tl);
+        p += tl;
+    }
+    *p++ = ']';
+    *p++ = ']';
+    *p = '\0';
     up->logs_in_flight = n;
     if (n == up->n_logs) /* a flush covers the whole queue */
         up->flush_now = 0;
@@ -1162,10 +1193,9 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     while (up->lhead) {
         logrec *l = up->lhead;
         up->lhead = l->next;
-        json_decref(l->rec);
         free(l);
     }
-    json_decref(up->drop_template);
+    free(up->drop_template);
     sj_spool_close(up->spool);
     for (size_t i = 0; i < up->n_names; i++)
         free(up->names[i]);
