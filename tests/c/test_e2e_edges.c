@@ -635,6 +635,186 @@ done:
     sj_emu_destroy(emu);
 }
 
+/* ---- the journal ------------------------------------------------------------ */
+
+/* A second host in the same directory, on the same port (gRPC listens
+ * with SO_REUSEPORT), wants the same journal: it exits 2 naming the
+ * first one's pid. */
+static void test_two_hosts(void)
+{
+    int port = 0, status = -1;
+    sj_emu *emu = emu_up(&port);
+    sj_srv *srv;
+    h_host a, b;
+    char want[64];
+    long long until;
+
+    if (emu == NULL)
+        return;
+    srv = sj_emu_srv(emu);
+    host_new(&a);
+    h_host_start(&a, port, NULL);
+    if (!wait_ready(srv, &a, 10000))
+        goto done;
+    b = a;
+    b.pid = 0;
+    snprintf(b.log, sizeof b.log, "%s/host-b.log", a.dir);
+    h_host_start(&b, port, NULL);
+    until = h_now() + H_MS(10000);
+    while (h_now() < until && waitpid(b.pid, &status, WNOHANG) != b.pid)
+        h_sleep_ms(20);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 2,
+           "second host: status %d (log %s)", status, b.log);
+    snprintf(want, sizeof want, "pid %d", (int)a.pid);
+    CHECKF(h_log_has(&b, want), "second host's log does not name %s", want);
+    CHECK(h_log_has(&b, "is in use by another snailjob-lua"));
+    CHECK(h_host_alive(&a));
+done:
+    host_end(&a);
+    sj_emu_destroy(emu);
+}
+
+/* Wait until the host's journal holds a pending result of task `id`;
+ * its path into `path`. */
+static int wait_journaled(const h_host *h, int64_t id, char *path,
+                          size_t len)
+{
+    char needle[64];
+    long long until = h_now() + H_MS(5000);
+
+    snprintf(needle, sizeof needle, "\"taskId\":%" PRId64, id);
+    while (h_now() < until) {
+        h_journal_path(h, NULL, path, len);
+        if (h_journal_count(path, needle, NULL) == 1)
+            return 1;
+        h_sleep_ms(20);
+    }
+    return 0;
+}
+
+/* A result journaled for server 1 never goes to server 2 (a host moved
+ * to another server with the same state dir); server 1 gets it once the
+ * host talks to it again. */
+static void test_keyed(void)
+{
+    int p1 = 0, p2 = 0;
+    sj_emu *e1 = emu_up(&p1), *e2 = emu_up(&p2);
+    h_host h;
+    int64_t b;
+    char journal[700], needle[64], addr[64];
+
+    if (e1 == NULL || e2 == NULL)
+        goto out;
+    host_new(&h);
+    h_host_start(&h, p1, NULL);
+    if (!wait_ready(sj_emu_srv(e1), &h, 10000))
+        goto done;
+    b = trigger(sj_emu_srv(e1), "sleepJob", "0.3");
+    CHECK(wait_started(&h, b));
+    sj_emu_stop(e1);
+    CHECK(wait_journaled(&h, b + 1, journal, sizeof journal));
+    CHECK_LL(h_host_stop(&h, SIGKILL), 128 + SIGKILL);
+
+    /* Same directory and port, another server. */
+    h_host_start(&h, p2, NULL);
+    CHECK(wait_ready(sj_emu_srv(e2), &h, 10000));
+    h_sleep_ms(H_MS(1500));
+    CHECK_LL(sj_srv_request_count(sj_emu_srv(e2), URI_RESULT), 0);
+    snprintf(needle, sizeof needle, "\"taskId\":%" PRId64, b + 1);
+    CHECK_LL(h_journal_count(journal, needle, NULL), 1);
+    CHECK_LL(h_host_stop(&h, SIGTERM), 0);
+
+    /* Back to server 1: delivered. */
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", p1);
+    CHECK_LL(sj_emu_start(e1, addr, NULL), 0);
+    h_host_start(&h, p1, NULL);
+    CHECK_LL(sj_srv_wait_batch(sj_emu_srv(e1), b, (int)H_MS(10000)),
+             SJ_SRV_SUCCESS);
+    CHECK_LL(sj_srv_request_count(sj_emu_srv(e2), URI_RESULT), 0);
+done:
+    host_end(&h);
+out:
+    sj_emu_destroy(e1);
+    sj_emu_destroy(e2);
+}
+
+/* Fill the file system at `dir`: nothing left. */
+static void fill(const char *dir)
+{
+    char path[600], block[4096];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/filler", dir);
+    memset(block, 'x', sizeof block);
+    if ((f = fopen(path, "w")) == NULL)
+        return;
+    setvbuf(f, NULL, _IONBF, 0);
+    while (fwrite(block, 1, sizeof block, f) == sizeof block)
+        ;
+    while (fwrite(block, 1, 1, f) == 1)
+        ;
+    fclose(f);
+}
+
+/* The journal's disk is full: the host starts, names ENOSPC, delivers;
+ * a result it could not journal is journaled once there is room, and a
+ * kill -9 after that loses nothing. */
+static void test_full_disk(void)
+{
+    int port = 0;
+    sj_emu *emu = emu_up(&port);
+    sj_srv *srv;
+    h_host h;
+    int64_t b;
+    char state[400], filler[500], addr[64];
+
+    if (emu == NULL)
+        return;
+    srv = sj_emu_srv(emu);
+    host_new(&h);
+    snprintf(state, sizeof state, "%s/state", h.dir);
+    mkdir(state, 0700);
+    if (mount("tmpfs", state, "tmpfs", 0, "size=300k") != 0) {
+        printf("  skip test_full_disk: cannot mount a tmpfs (%s); CI runs "
+               "as root\n",
+               strerror(errno));
+        goto done;
+    }
+    fill(state);
+    h_host_start(&h, port, NULL);
+    if (!wait_ready(srv, &h, 10000))
+        goto unmount;
+    for (int i = 0; i < 3; i++) {
+        b = trigger(srv, "sleepJob", "0.05");
+        CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(5000)), SJ_SRV_SUCCESS);
+    }
+    CHECK(h_log_has(&h, "no space left on device (ENOSPC)"));
+
+    /* Server away: a result only memory holds... */
+    b = trigger(srv, "sleepJob", "0.3");
+    CHECK(wait_started(&h, b));
+    sj_emu_stop(emu);
+    h_sleep_ms(H_MS(800));
+    /* ...is journaled once there is room again. */
+    snprintf(filler, sizeof filler, "%s/filler", state);
+    CHECK(unlink(filler) == 0);
+    CHECK(wait_log(&h, "writable again: 1 result(s) held in memory journaled",
+                   5000));
+    CHECK_LL(h_host_stop(&h, SIGKILL), 128 + SIGKILL);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    CHECK_LL(sj_emu_start(emu, addr, NULL), 0);
+    h_host_start(&h, port, NULL);
+    CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(10000)), SJ_SRV_SUCCESS);
+    CHECK_LL(h_host_stop(&h, SIGTERM), 0);
+unmount:
+    if (h.pid > 0)
+        h_host_stop(&h, SIGKILL);
+    CHECK(umount(state) == 0);
+done:
+    host_end(&h);
+    sj_emu_destroy(emu);
+}
+
 /* RUN, or with arguments only the tests they name. */
 #define PICK(fn)                                                               \
     do {                                                                       \
@@ -653,6 +833,9 @@ int main(int argc, char **argv)
     PICK(test_duplicate);
     PICK(test_oversize);
     PICK(test_memory);
+    PICK(test_two_hosts);
+    PICK(test_keyed);
+    PICK(test_full_disk);
     printf("%d failure(s)\n", h_failures);
     return h_failures != 0;
 }
