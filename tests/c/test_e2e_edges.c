@@ -635,7 +635,8 @@ done:
     sj_emu_destroy(emu);
 }
 
-/* ---- the journal ------------------------------------------------------------ */
+/* ---- the journal ------------------------------------------------------------
+ */
 
 /* A second host in the same directory, on the same port (gRPC listens
  * with SO_REUSEPORT), wants the same journal: it exits 2 naming the
@@ -676,8 +677,7 @@ done:
 
 /* Wait until the host's journal holds a pending result of task `id`;
  * its path into `path`. */
-static int wait_journaled(const h_host *h, int64_t id, char *path,
-                          size_t len)
+static int wait_journaled(const h_host *h, int64_t id, char *path, size_t len)
 {
     char needle[64];
     long long until = h_now() + H_MS(5000);
