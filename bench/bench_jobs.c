@@ -95,6 +95,8 @@ static long long pct(const long long *v, size_t n, double p)
 
 /* ---- the child host ----------------------------------------------------- */
 
+static const char *spool_sync; /* --spool-sync: SNAIL_SPOOL_SYNC, or NULL */
+
 static pid_t host_pid;
 static char work_dir[256];
 
@@ -178,6 +180,8 @@ static void start_host(const char *bin, int server_port, int host_port,
         setenv("SNAIL_WORKERS", buf, 1);
         setenv("SNAIL_LOG_LEVEL", "INFO", 1);
         setenv("SNAIL_SPOOL_DIR", "spool", 1);
+        if (spool_sync != NULL)
+            setenv("SNAIL_SPOOL_SYNC", spool_sync, 1);
         execl(bin, bin, (char *)NULL);
         _exit(127);
     }
@@ -779,7 +783,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_jobs [--binary PATH] [--workers N] [--seq N]\n"
             "                  [--tput N] [--rss-jobs N] [--echo N] [--quick]\n"
-            "                  [--echo-only]\n"
+            "                  [--echo-only] [--spool-sync MODE]\n"
             "  --binary    snailjob-lua to run (default $SJ_BINARY, else\n"
             "              the one built next to this bench)\n"
             "  --workers   host workers (4)\n"
@@ -788,7 +792,8 @@ static void usage(void)
             "  --rss-jobs  jobs run in all before the final RSS (100000)\n"
             "  --echo      echo calls per floor measurement (5000)\n"
             "  --quick     a smoke run: 1/10 of every count\n"
-            "  --echo-only only the bare transport figures (no host)\n");
+            "  --echo-only only the bare transport figures (no host)\n"
+            "  --spool-sync the journal's spool_sync: batch, always, never\n");
 }
 
 static const char *verdict(int ok)
@@ -823,6 +828,8 @@ int main(int argc, char **argv)
             quick = 1;
         } else if (strcmp(a, "--echo-only") == 0) {
             echo_only = 1;
+        } else if (v != NULL && strcmp(a, "--spool-sync") == 0) {
+            spool_sync = argv[++i];
         } else if (v != NULL && strcmp(a, "--binary") == 0) {
             bin = v, i++;
         } else if (v != NULL && strcmp(a, "--workers") == 0) {

@@ -171,7 +171,8 @@ static void test_kill9_storm(void)
         j.task_type = SJ_SRV_CLUSTER;
         j.executor_info = "crashJob";
         j.executor_timeout = 5;
-        for (int i = 0; i < 200 / factor && triggered < jobs; i++, triggered++) {
+        for (int i = 0; i < 200 / factor && triggered < jobs;
+             i++, triggered++) {
             int64_t id;
             sj_srv_trigger(srv, &j, &id);
         }
