@@ -608,6 +608,11 @@ int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
                  "snailjob-lua is shutting down: not taking new tasks");
         return SJ_ECLOSED;
     }
+    if (pool->opts.up != NULL &&
+        sj_upstream_backlogged(pool->opts.up, why, whylen)) {
+        pthread_mutex_unlock(&pool->lock);
+        return SJ_EFULL;
+    }
     if (is_duplicate(pool, t->task_id)) {
         pthread_mutex_unlock(&pool->lock);
         /* The server resent a task it already gave us (a lost answer):

@@ -25,6 +25,9 @@
 #define LOG_MAX_REFUSALS 5         /* in-band refusals of one batch */
 #define TRIM_AFTER_BYTES (8 * 1024 * 1024) /* backlog worth a malloc_trim */
 #define SPOOL_RETRY_MS 1000 /* journal writes of a full disk, again */
+/* Results the journal refused, held in memory: beyond this, dispatches
+ * are refused until they are delivered or journaled. */
+#define UNJOURNALED_MAX_BYTES (64 * 1024 * 1024)
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
 #define MAP_REPORT_TIMEOUT_MS 60000 /* Java's synchronous map report */
@@ -119,6 +122,7 @@ struct sj_upstream {
     int spool_full;                /* the journal refused a write: ENOSPC */
     long long spool_retry_at;
     size_t unjournaled; /* reports held in memory only */
+    size_t unjournaled_bytes;
 
     sj_upstream_stats stats;
 };
@@ -377,8 +381,10 @@ typedef struct report_ctx {
 
 static void report_unlink(sj_upstream *up, report *r)
 {
-    if (!r->journaled && up->unjournaled > 0)
+    if (!r->journaled && up->unjournaled > 0) {
         up->unjournaled--;
+        up->unjournaled_bytes -= strlen(r->body);
+    }
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -463,8 +469,10 @@ static int enqueue_report(sj_upstream *up, char *body, uint64_t seq,
     r->body = body;
     r->seq = seq;
     r->journaled = journaled;
-    if (!journaled)
+    if (!journaled) {
         up->unjournaled++;
+        up->unjournaled_bytes += strlen(body);
+    }
     r->prev = up->rtail;
     if (up->rtail)
         up->rtail->next = r;
@@ -508,6 +516,7 @@ static void journal_again(sj_upstream *up, long long now)
         }
         r->journaled = 1;
         up->unjournaled--;
+        up->unjournaled_bytes -= strlen(r->body);
         done++;
     }
     if (up->spool_full)
@@ -531,7 +540,9 @@ int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
     /* Journal first: once this returns the result survives a crash. */
     if (up->spool != NULL && (jrc = sj_spool_append(up->spool, body, &seq)))
         seq = 0;
-    journaled = up->spool != NULL && jrc == 0;
+    /* Without a journal (local runs, or none could be opened) nothing is
+     * held back for it. */
+    journaled = up->spool == NULL || jrc == 0;
     pthread_mutex_lock(&up->lock);
     if (jrc != 0)
         spool_refused(up, jrc);
@@ -1248,6 +1259,21 @@ int sj_upstream_call(sj_upstream *up, const char *uri, const char *body,
                              err, errlen);
     sj_request_free(&req);
     return rc;
+}
+
+int sj_upstream_backlogged(sj_upstream *up, char *why, size_t whylen)
+{
+    int full;
+
+    pthread_mutex_lock(&up->lock);
+    full = up->unjournaled_bytes > UNJOURNALED_MAX_BYTES;
+    if (full)
+        snprintf(why, whylen,
+                 "snailjob-lua cannot journal results (%s) and holds %zu "
+                 "bytes of them in memory: try another client",
+                 up->spool ? "disk full" : "no journal", up->unjournaled_bytes);
+    pthread_mutex_unlock(&up->lock);
+    return full;
 }
 
 int sj_upstream_connected(sj_upstream *up, char *why, size_t whylen)

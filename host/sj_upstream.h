@@ -151,6 +151,10 @@ int sj_upstream_call(sj_upstream *up, const char *uri, const char *body,
 int sj_upstream_request(sj_upstream *up, const char *uri, const char *body,
                         sj_request *req);
 
+/* 1 (with `why`) while results the journal could not take (full disk)
+ * hold more than 64 MiB of memory: dispatches are then refused. */
+int sj_upstream_backlogged(sj_upstream *up, char *why, size_t whylen);
+
 /* 1 once the server answered a heartbeat, 0 while it is unreachable or
  * refusing. `why` (may be NULL) gets the last failure. */
 int sj_upstream_connected(sj_upstream *up, char *why, size_t whylen);
