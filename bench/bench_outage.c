@@ -40,22 +40,6 @@ static const char *const EXECUTORS =
     "  return sj.success('done')\n"
     "end)\n";
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
 static void logs_seen(sj_srv *srv, size_t *lines, unsigned long *dropped)
 {
     size_t n = sj_srv_log_count(srv);
@@ -154,7 +138,7 @@ int main(int argc, char **argv)
     sj_srv_wait_batch(srv, b, 30000);
     settle(srv, 30);
     h_sleep_ms(2000);
-    before = rss_kb(h.pid);
+    before = h_rss_kb(h.pid);
 
     /* The outage, under load. */
     snprintf(args, sizeof args, "%d %d %d", rate, size, outage + 10);
@@ -163,16 +147,16 @@ int main(int argc, char **argv)
     sj_emu_stop(emu);
     for (int s = 0; s < outage; s++) {
         h_sleep_ms(1000);
-        last = rss_kb(h.pid);
+        last = h_rss_kb(h.pid);
         peak = last > peak ? last : peak;
     }
     sj_emu_start(emu, addr, NULL);
     sj_srv_wait_batch(srv, b, 60000);
     settle(srv, 120);
     h_sleep_ms(2000);
-    after2 = rss_kb(h.pid);
+    after2 = h_rss_kb(h.pid);
     h_sleep_ms(3000);
-    after5 = rss_kb(h.pid);
+    after5 = h_rss_kb(h.pid);
     logs_seen(srv, &lines, &dropped);
 
     printf("outage %d s, %d lines/s of %d bytes, log_queue_max_bytes %s\n",

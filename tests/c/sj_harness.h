@@ -308,6 +308,42 @@ static inline int h_journal_count(const char *path, const char *needle,
     return s.n;
 }
 
+/* VmRSS of process `pid` in kB, -1 if unreadable. */
+static inline long h_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* Fill the file system holding `dir` with <dir>/filler until not one
+ * byte more fits (full-disk tests on a small tmpfs). */
+static inline void h_fill_disk(const char *dir)
+{
+    char path[600], block[4096];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/filler", dir);
+    memset(block, 'x', sizeof block);
+    if ((f = fopen(path, "w")) == NULL)
+        return;
+    setvbuf(f, NULL, _IONBF, 0);
+    while (fwrite(block, 1, sizeof block, f) == sizeof block)
+        ;
+    while (fwrite(block, 1, 1, f) == 1)
+        ;
+    fclose(f);
+}
+
 /* Remove the host's directory. */
 static inline void h_host_cleanup(h_host *h)
 {

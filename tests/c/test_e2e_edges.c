@@ -514,22 +514,6 @@ done:
 /* ---- memory in bytes
  * ------------------------------------------------------------ */
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
 /* Log records of the emulator: lines of 1000 'z' and the dropped count
  * the notices give. */
 static void flood_seen(sj_srv *srv, size_t *lines, unsigned long *dropped)
@@ -592,7 +576,7 @@ static void test_memory(void)
     b = trigger(srv, "floodJob", "2000 0");
     CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(10000)), SJ_SRV_SUCCESS);
     h_sleep_ms(H_MS(1500));
-    before = rss_kb(h.pid);
+    before = h_rss_kb(h.pid);
 
     /* The server goes away while a task logs 30,000 lines of 1000 bytes
      * (about 40 MB queued) into an 8 MiB queue. */
@@ -605,7 +589,7 @@ static void test_memory(void)
         snprintf(name, sizeof name, "done-%" PRId64, b + 1);
         CHECK(wait_file(&h, name, 20000));
     }
-    during = rss_kb(h.pid);
+    during = h_rss_kb(h.pid);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     CHECK_LL(sj_emu_start(emu, addr, NULL), 0);
     CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(10000)), SJ_SRV_SUCCESS);
@@ -619,7 +603,7 @@ static void test_memory(void)
     CHECK(
         wait_log(&h, "task log line(s) were dropped while it was full", 5000));
     h_sleep_ms(H_MS(1500));
-    after = rss_kb(h.pid);
+    after = h_rss_kb(h.pid);
     printf("  memory: %zu flood lines delivered, %lu dropped (notices); RSS "
            "%ld kB before, %ld kB in the outage, %ld kB after\n",
            lines, dropped, before, during, after);
@@ -743,24 +727,6 @@ out:
     sj_emu_destroy(e2);
 }
 
-/* Fill the file system at `dir`: nothing left. */
-static void fill(const char *dir)
-{
-    char path[600], block[4096];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/filler", dir);
-    memset(block, 'x', sizeof block);
-    if ((f = fopen(path, "w")) == NULL)
-        return;
-    setvbuf(f, NULL, _IONBF, 0);
-    while (fwrite(block, 1, sizeof block, f) == sizeof block)
-        ;
-    while (fwrite(block, 1, 1, f) == 1)
-        ;
-    fclose(f);
-}
-
 /* The journal's disk is full: the host starts, names ENOSPC, delivers;
  * a result it could not journal is journaled once there is room, and a
  * kill -9 after that loses nothing. */
@@ -785,7 +751,7 @@ static void test_full_disk(void)
                strerror(errno));
         goto done;
     }
-    fill(state);
+    h_fill_disk(state);
     h_host_start(&h, port, NULL);
     if (!wait_ready(srv, &h, 10000))
         goto unmount;

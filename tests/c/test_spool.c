@@ -140,25 +140,6 @@ static void test_basics(void)
     rm_rf(dir);
 }
 
-/* Fill the file system at `dir` (nothing left but a few bytes). */
-static void fill(const char *dir)
-{
-    char path[600], block[4096];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/filler", dir);
-    memset(block, 'x', sizeof block);
-    f = fopen(path, "w");
-    if (f == NULL)
-        return;
-    setvbuf(f, NULL, _IONBF, 0);
-    while (fwrite(block, 1, sizeof block, f) == sizeof block)
-        ;
-    while (fwrite(block, 1, 1, f) == 1)
-        ;
-    fclose(f);
-}
-
 static void test_full_disk(void)
 {
     char tmpl[] = "/tmp/sj-spool-full-XXXXXX";
@@ -193,7 +174,7 @@ static void test_full_disk(void)
             CHECKF(0, "append: %s", sj_strerror(rc));
     }
     CHECKF(full, "no ENOSPC after %d records of 2 KB on a 64 KB tmpfs", n);
-    fill(dir);
+    h_fill_disk(dir);
     CHECK(sj_spool_append(sp, body, &seq) == SJ_ENOSPC);
     sj_spool_close(sp);
 
