@@ -186,8 +186,7 @@ static int append_frame(sj_spool *sp, char kind, uint64_t seq, const char *body)
     return 0;
 }
 
-/* ---- reading ---------------------------------------------------------------
- */
+/* ---- reading ------------------------------------------------------------- */
 
 typedef struct rec {
     uint64_t seq;
@@ -372,8 +371,7 @@ static int take_lock(const char *lock_path, int *fd, long *pid)
     return 0;
 }
 
-/* ---- adopting orphans -----------------------------------------------------
- */
+/* ---- adopting orphans ---------------------------------------------------- */
 
 /* Orphans taken in: locked until the compaction that holds their records
  * stands, then removed; left as they were if it fails. */
@@ -458,8 +456,7 @@ static void adopt_orphans(const char *dir, const char *ours, const char *key,
     closedir(d);
 }
 
-/* ---- life cycle ------------------------------------------------------------
- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 /* Rewrite the journal as the key and the pending records, renumbered;
  * `each` is not called. On failure nothing changed. */
