@@ -373,6 +373,39 @@ static int take_lock(const char *lock_path, int *fd, long *pid)
 
 /* ---- adopting orphans ---------------------------------------------------- */
 
+/* "results-<port>.journal": written before journals had keys. */
+static int is_old_name(const char *name)
+{
+    size_t len = strlen(name);
+    return len > 16 && strncmp(name, "results-", 8) == 0 &&
+           strcmp(name + len - 8, ".journal") == 0 &&
+           strchr(name + 8, '-') == NULL;
+}
+
+static void warn_old(const char *path)
+{
+    SJ_WARN("journal %s is of the old format (no server, namespace or group "
+            "recorded): its results are not replayed; delete it once they "
+            "no longer matter",
+            path);
+}
+
+void sj_spool_warn_old(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL)
+        if (is_old_name(e->d_name)) {
+            char path[1100];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            warn_old(path);
+        }
+    closedir(d);
+}
+
 /* Orphans taken in: locked until the compaction that holds their records
  * stands, then removed; left as they were if it fails. */
 typedef struct orphans {
@@ -418,12 +451,8 @@ static void adopt_orphans(const char *dir, const char *ours, const char *key,
             continue;
         if (strstr(e->d_name, hash) == NULL) {
             /* Another key's, or an old-format journal. */
-            if (strncmp(e->d_name, "results-", 8) == 0 &&
-                strchr(e->d_name + 8, '-') == NULL)
-                SJ_WARN("journal %s is of the old format (no server, "
-                        "namespace or group recorded): not replayed; delete "
-                        "it once its results no longer matter",
-                        path);
+            if (is_old_name(e->d_name))
+                warn_old(path);
             continue;
         }
         snprintf(lock, sizeof lock, "%s.lock", path);

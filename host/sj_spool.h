@@ -87,6 +87,10 @@ const char *sj_spool_path(const sj_spool *sp);
 
 void sj_spool_close(sj_spool *sp);
 
+/* WARN about each old-format journal in `dir` (the previous default was
+ * "./.snailjob-spool"); they are never read. */
+void sj_spool_warn_old(const char *dir);
+
 /* Read any journal file for tests and tools: `cb` gets each valid record
  * (kind 'H', 'R' or 'A'), in file order; returns the number of bytes that
  * did not check (torn or corrupt), or SJ_EIO. */

@@ -1119,6 +1119,8 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
 
     if (!opts->no_spool) {
         char dir[1024], key[1024];
+        if (opts->cfg->spool_dir[0] == '\0')
+            sj_spool_warn_old(".snailjob-spool"); /* the old default */
         if (sj_config_spool_dir(opts->cfg, dir, sizeof dir) != 0) {
             snprintf(err, errlen,
                      "no journal directory: set spool_dir (SNAIL_SPOOL_DIR), "
