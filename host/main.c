@@ -186,9 +186,9 @@ static int drain(const sj_config *cfg, sj_pool *pool, sj_upstream *up,
     long long end = t0 + grace + 1800; /* the exit bound, with a margin */
     size_t queued, running, stuck;
 
-    sd_notify(0, "STOPPING=1");
-    sj_upstream_set_down(up);
     queued = sj_pool_drain_begin(pool);
+    sj_upstream_set_down(up);
+    sd_notify(0, "STOPPING=1");
     running = sj_pool_running(pool);
     SJ_INFO("%s: draining: the server is told state=down, new dispatches are "
             "refused; %zu queued task(s) reported FAIL, %zu running get %.0f "

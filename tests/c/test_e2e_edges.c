@@ -65,6 +65,14 @@ static const char *const EXECUTORS =
     "  return sj.success('slept ' .. args.task_id)\n"
     "end)\n"
     "\n"
+    "-- runs until a file 'go' appears in the cwd\n"
+    "sj.job('waitJob', function(args)\n"
+    "  local f = assert(io.open('started-' .. args.task_id, 'w'))\n"
+    "  f:write('x') f:close()\n"
+    "  while not io.open('go') do sj.sleep(0.02) end\n"
+    "  return sj.success('went')\n"
+    "end)\n"
+    "\n"
     "-- blocks inside C (string.find backtracking): no hook can stop it\n"
     "sj.job('stuckJob', function(args)\n"
     "  local f = assert(io.open('started-' .. args.task_id, 'w'))\n"
@@ -321,7 +329,7 @@ static void test_drain(void)
         goto done;
     CHECKF(notified(nfd, "READY=1", 3000), "no READY=1 on NOTIFY_SOCKET");
 
-    done_b = trigger(srv, "sleepJob", "0.8"); /* ends within the grace */
+    done_b = trigger(srv, "waitJob", NULL);   /* ends within the grace */
     slow_b = trigger(srv, "sleepJob", "30");  /* interrupted at its end */
     stuck_b = trigger(srv, "stuckJob", NULL); /* never comes back */
     CHECK(wait_started(&h, done_b) && wait_started(&h, slow_b) &&
@@ -342,6 +350,7 @@ static void test_drain(void)
     t0 = h_now();
     kill(h.pid, SIGTERM);
     CHECKF(notified(nfd, "STOPPING=1", 1000), "no STOPPING=1 on NOTIFY_SOCKET");
+    h_write_file(h.dir, "go", "x"); /* waitJob may end now */
 
     /* Queued tasks: FAIL at once, "host shut down before it started". */
     for (int i = 0; i < 3; i++) {
@@ -485,7 +494,7 @@ static void test_duplicate(void)
     sj_reply_free(&reply);
     free(body);
     CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(5000)), SJ_SRV_SUCCESS);
-    h_sleep_ms(H_MS(1500)); /* a second run would have reported by now */
+    h_sleep_ms(1500 + H_MS(200)); /* a second run would have reported */
     CHECK_LL(reports_for(srv, b + 1), 1);
     CHECK(h_log_has(&h, "dispatched again while queued or running"));
 done:
@@ -593,7 +602,7 @@ static void test_memory(void)
         return;
     srv = sj_emu_srv(emu);
     host_new(&h);
-    h_host_start(&h, port, "SNAIL_LOG_QUEUE_MAX_BYTES=8388608",
+    h_host_start(&h, port, "SNAIL_LOG_QUEUE_MAX_BYTES=2097152",
                  "SNAIL_QUEUE_MAX_BYTES=65536", "SNAIL_WORKERS=1",
                  "SNAIL_LOG_LEVEL=INFO", NULL);
     if (!wait_ready(srv, &h, 10000))
@@ -612,17 +621,17 @@ static void test_memory(void)
     CHECK_LL(sj_srv_wait_batch(srv, b2, (int)H_MS(8000)), SJ_SRV_SUCCESS);
 
     /* A warm-up flood with the server up, then RSS. */
-    b = trigger(srv, "floodJob", "2000 0");
+    b = trigger(srv, "floodJob", "1000 0");
     CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(10000)), SJ_SRV_SUCCESS);
-    h_sleep_ms(H_MS(1500));
+    h_sleep_ms(1500);
     before = h_rss_kb(h.pid);
 
-    /* The server goes away while a task logs 30,000 lines of 1000 bytes
-     * (about 40 MB queued) into an 8 MiB queue. */
-    b = trigger(srv, "floodJob", "30000 0.5");
+    /* The server goes away while a task logs 10,000 lines of 1000 bytes
+     * (about 14 MB queued) into a 2 MiB queue. */
+    b = trigger(srv, "floodJob", "10000 0.5");
     CHECK(wait_started(&h, b));
     sj_emu_stop(emu);
-    CHECK(wait_log(&h, "log queue full (log_queue_max_bytes 8388608", 10000));
+    CHECK(wait_log(&h, "log queue full (log_queue_max_bytes 2097152", 10000));
     {
         char name[64];
         snprintf(name, sizeof name, "done-%" PRId64, b + 1);
@@ -637,23 +646,26 @@ static void test_memory(void)
         do {
             h_sleep_ms(100);
             flood_seen(srv, &lines, &dropped);
-        } while (lines + dropped < 32000 && h_now() < until);
+        } while (lines + dropped < 11000 && h_now() < until);
     }
     CHECK(
         wait_log(&h, "task log line(s) were dropped while it was full", 5000));
-    h_sleep_ms(H_MS(1500));
+    h_sleep_ms(1500);
     after = h_rss_kb(h.pid);
     printf("  memory: %zu flood lines delivered, %lu dropped (notices); RSS "
            "%ld kB before, %ld kB in the outage, %ld kB after\n",
            lines, dropped, before, during, after);
-    /* Every line is accounted for: delivered or in a notice. */
-    CHECK_LL(lines + dropped, 32000);
-    CHECKF(dropped > 20000, "only %lu dropped from a 40 MB flood", dropped);
+    /* Every line is accounted for: delivered or in a notice. A batch in
+     * flight when the server went away may arrive twice (at least once,
+     * not exactly once): at most one batch of 1000 more. */
+    CHECKF(lines + dropped >= 11000 && lines + dropped <= 12000,
+           "%zu lines + %lu dropped of 11000", lines, dropped);
+    CHECKF(dropped > 6000, "only %lu dropped from a 14 MB flood", dropped);
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     printf("  memory: RSS bounds not checked: a sanitizer build keeps freed "
            "memory in quarantine\n");
 #else
-    CHECKF(during - before < 8192 + 20000, "RSS grew %ld kB in the outage",
+    CHECKF(during - before < 2048 + 20000, "RSS grew %ld kB in the outage",
            during - before);
     CHECKF(after - before < 10240, "RSS %ld kB above its level before",
            after - before);
