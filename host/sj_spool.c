@@ -711,8 +711,10 @@ int sj_spool_append(sj_spool *sp, const char *body, uint64_t *seq)
     if (rc == 0) {
         sp->next_seq++;
         sp->pending++;
+        /* A failed sync leaves the record written (counted, delivered as
+         * journaled): the kernel keeps trying to write it back. */
         if (sp->sync == SJ_SPOOL_ALWAYS && fdatasync(sp->fd) != 0)
-            rc = errno == ENOSPC ? SJ_ENOSPC : SJ_EIO; /* written, not safe */
+            SJ_DEBUG("journal %s: fdatasync: %s", sp->path, strerror(errno));
     }
     pthread_mutex_unlock(&sp->lock);
     return rc;
