@@ -247,18 +247,18 @@ static void host_end(h_host *h)
 }
 
 /* A crafted dispatch of task `task_id` straight to the host. */
-static void dispatch_direct(sj_emu *emu, const h_host *h, int64_t batch,
-                            int64_t task_id, const char *executor,
-                            sj_reply *reply)
+static void dispatch_typed(sj_emu *emu, const h_host *h, int64_t batch,
+                           int64_t task_id, int type, const char *executor,
+                           sj_reply *reply)
 {
     json_t *d = json_pack(
         "[{s:s,s:s,s:I,s:I,s:I,s:i,s:s,s:i,s:i,s:s,s:i,s:s,s:b,s:b}]",
         "namespaceId", SJ_SRV_DEFAULT_NAMESPACE, "groupName",
         SJ_SRV_DEFAULT_GROUP, "jobId", (json_int_t)11, "taskBatchId",
-        (json_int_t)batch, "taskId", (json_int_t)task_id, "taskType", 1,
-        "taskName", "CLUSTER_TASK", "parallelNum", 1, "executorType", 2,
-        "executorInfo", executor, "executorTimeout", 60, "argsStr", "1",
-        "retryStatus", 0, "retry", 0);
+        (json_int_t)batch, "taskId", (json_int_t)task_id, "taskType", type,
+        "taskName", type == 1 ? "CLUSTER_TASK" : "ROOT_MAP", "parallelNum", 1,
+        "executorType", 2, "executorInfo", executor, "executorTimeout", 60,
+        "argsStr", "1", "retryStatus", 0, "retry", 0);
     char *body = json_dumps(d, JSON_COMPACT), target[64];
 
     snprintf(target, sizeof target, "127.0.0.1:%d", h->port);
@@ -378,7 +378,7 @@ static void test_drain(void)
         CHECKF(down, "no beat with state=down after SIGTERM");
     }
     /* A new dispatch is refused in-band, with the reason. */
-    dispatch_direct(emu, &h, 424242, 424243, "sleepJob", &reply);
+    dispatch_typed(emu, &h, 424242, 424243, 1, "sleepJob", &reply);
     CHECKF(
         reply.status == 1 && reply.data && strcmp(reply.data, "false") == 0 &&
             reply.message && strstr(reply.message, "shutting down"),
@@ -497,6 +497,49 @@ static void test_duplicate(void)
     h_sleep_ms(1500 + H_MS(200)); /* a second run would have reported */
     CHECK_LL(reports_for(srv, b + 1), 1);
     CHECK(h_log_has(&h, "dispatched again while queued or running"));
+done:
+    host_end(&h);
+    sj_emu_destroy(emu);
+}
+
+/* ---- refused for good ---------------------------------------------------- */
+
+/* A report the server refuses every time (a MAP task it does not know:
+ * "job task is null") leaves the journal with an ERROR naming the task,
+ * and the reports after it are not held back meanwhile. */
+static void test_refused(void)
+{
+    int port = 0;
+    sj_emu *emu = emu_up(&port);
+    sj_srv *srv;
+    h_host h;
+    sj_reply reply;
+    int64_t b;
+    char journal[700];
+    long long t0;
+
+    if (emu == NULL)
+        return;
+    srv = sj_emu_srv(emu);
+    host_new(&h);
+    h_host_start(&h, port, NULL);
+    if (!wait_ready(srv, &h, 10000))
+        goto done;
+    dispatch_typed(emu, &h, 777000, 777001, 4, "sleepJob", &reply);
+    CHECKF(reply.data && strcmp(reply.data, "true") == 0, "dispatch: %s",
+           reply.data ? reply.data : "-");
+    sj_reply_free(&reply);
+    /* While it is being refused, another task's result goes through. */
+    t0 = h_now();
+    b = trigger(srv, "sleepJob", "0.05");
+    CHECK_LL(sj_srv_wait_batch(srv, b, (int)H_MS(3000)), SJ_SRV_SUCCESS);
+    printf("  refused: a later result delivered after %lld ms\n", h_now() - t0);
+    CHECK(wait_log(&h,
+                   "result of task 777001 refused for good, removed from "
+                   "the journal: job task is null",
+                   15000));
+    h_journal_path(&h, NULL, journal, sizeof journal);
+    CHECK_LL(h_journal_count(journal, "\"taskId\":777001", NULL), 0);
 done:
     host_end(&h);
     sj_emu_destroy(emu);
@@ -852,6 +895,7 @@ int main(int argc, char **argv)
     PICK(test_drain);
     PICK(test_second_signal);
     PICK(test_duplicate);
+    PICK(test_refused);
     PICK(test_oversize);
     PICK(test_memory);
     PICK(test_two_hosts);
