@@ -3,7 +3,8 @@
  * in-process emulator over real gRPC on loopback: issue 11, nothing lost
  * at the edges.
  *
- *   drain       SIGTERM with running, queued and stuck tasks: a state=down
+ *   drain       SIGTERM with running, queued and stuck tasks: READY=1 and
+ *               STOPPING=1 on NOTIFY_SOCKET, a state=down
  *               beat, new dispatches refused in-band, every task reported
  *               (queued and interrupted ones FAIL, "host shut down"), exit
  *               0 within shutdown_grace + 2 s although a worker is stuck
@@ -11,6 +12,8 @@
  *               journaled and the next start delivers it
  *   duplicate   a taskId dispatched again while running is acknowledged and
  *               run once
+ *   refused     a report the server refuses every time is dropped with an
+ *               ERROR naming the task; later results are not held back
  *   oversize    an 11 MB log line is cut with a marker; log batches stay
  *               under the 10 MiB message limit; a result over result_max is
  *               reported FAIL with both sizes
