@@ -21,6 +21,7 @@
  *               WARN with the count, the console gets the marker); the
  *               dispatch queue bounded in bytes refuses in-band
  *   two_hosts   a second host on the same journal exits 2 naming the pid
+ *   old_journal a journal of the previous format is named, not replayed
  *   keyed       a journaled result is never sent to another server; its
  *               own server gets it on the next start
  *   full_disk   the host starts and delivers on a full disk (a 300 KB
@@ -760,6 +761,34 @@ done:
     sj_emu_destroy(emu);
 }
 
+/* A journal of the previous version in the previous default place is
+ * named in a WARN and not replayed (it has no server recorded). */
+static void test_old_journal(void)
+{
+    int port = 0;
+    sj_emu *emu = emu_up(&port);
+    h_host h;
+    char sub[400];
+
+    if (emu == NULL)
+        return;
+    host_new(&h);
+    snprintf(sub, sizeof sub, "%s/.snailjob-spool", h.dir);
+    mkdir(sub, 0700);
+    h_write_file(h.dir, ".snailjob-spool/results-17889.journal",
+                 "R 1 [{\"taskId\":5,\"taskBatchId\":4}]\n");
+    h_host_start(&h, port, NULL);
+    if (!wait_ready(sj_emu_srv(emu), &h, 10000))
+        goto done;
+    CHECK(h_log_has(&h, ".snailjob-spool/results-17889.journal is of the old "
+                        "format"));
+    h_sleep_ms(300);
+    CHECK_LL(sj_srv_request_count(sj_emu_srv(emu), URI_RESULT), 0);
+done:
+    host_end(&h);
+    sj_emu_destroy(emu);
+}
+
 /* Wait until the host's journal holds a pending result of task `id`;
  * its path into `path`. */
 static int wait_journaled(const h_host *h, int64_t id, char *path, size_t len)
@@ -903,6 +932,7 @@ int main(int argc, char **argv)
     PICK(test_memory);
     PICK(test_two_hosts);
     PICK(test_keyed);
+    PICK(test_old_journal);
     PICK(test_full_disk);
     printf("%d failure(s)\n", h_failures);
     return h_failures != 0;
