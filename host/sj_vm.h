@@ -80,6 +80,18 @@ typedef struct sj_vm_options {
     /* Bytes the state may hold; growth past it is refused (LUA_ERRMEM).
      * 0 = no cap. */
     size_t memory_limit;
+    /* Each file's load may take this long (0 = no limit): past it, the
+     * load fails with file:line (SJ_ELUA). With watch_signals, a pending
+     * SIGTERM/SIGINT of the calling thread (blocked there) ends a load
+     * too, as does sj_limits_abort_loads (SJ_ECANCELED). */
+    long long load_timeout_ms;
+    bool watch_signals;
+    /* Budget for __close handlers (and lua_close's finalizers) once a run
+     * was interrupted, in ms. */
+    long long cleanup_ms;
+    /* What the sandbox gives back (sj_sandbox.h): a ","-list of
+     * "os.execute", "io.popen", "debug"; NULL or "" for none. */
+    const char *lua_allow;
     /* Host callbacks (above); either may be NULL. */
     sj_task_log_cb task_log;
     sj_map_report_cb map_report;
@@ -101,8 +113,9 @@ typedef struct sj_run {
  * file of `opts` loaded and run (in protected mode, with a traceback).
  * Returns 0 and *out, or a negative SJ_E... code with a sentence in `err`
  * naming the file and line (SJ_ELUA: a file failed to load or run, or
- * declared an executor name already declared; SJ_ENOMEM; SJ_EINVAL). On
- * error nothing is left open.
+ * declared an executor name already declared, or did not finish within
+ * load_timeout; SJ_ECANCELED: a signal or sj_limits_abort_loads ended a
+ * load; SJ_ENOMEM; SJ_EINVAL). On error nothing is left open.
  */
 int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err,
                size_t errlen);
@@ -140,6 +153,11 @@ int sj_vm_run(sj_vm *vm, sj_task *t, sj_run *out);
  * the owner should close this VM and open a fresh one before the next
  * task. */
 bool sj_vm_needs_rebuild(const sj_vm *vm);
+
+/* "file.lua:42" where the current run was last seen (its handler's
+ * definition, then wherever the hook last fired), for a watchdog that
+ * gives up on a worker stuck in a C call. Any thread, while the run lasts. */
+void sj_vm_seen(sj_vm *vm, char *buf, size_t n);
 
 /* Bytes the state holds now. */
 size_t sj_vm_mem_used(const sj_vm *vm);
