@@ -15,6 +15,8 @@
 #define HOOK_COUNT 1000
 /* Hook ticks between two records of where the run is (sj_limits_seen). */
 #define SEEN_EVERY 8
+/* Budget of lua_close's finalizers when no cleanup budget is set. */
+#define CLOSE_MS 1000
 
 static char k_interrupt; /* its address, as light userdata, is the marker */
 
@@ -166,6 +168,8 @@ static void hook(lua_State *L, lua_Debug *ar)
 
 bool sj_limits_alloc_refuse(sj_lualib_ctx *ctx, size_t nsize)
 {
+    if (ctx->closing)
+        return false;
     if (ctx->tripped != SJ_TRIP_NONE)
         return budget_spent(ctx);
     sj_trip why = SJ_TRIP_NONE;
@@ -177,8 +181,8 @@ bool sj_limits_alloc_refuse(sj_lualib_ctx *ctx, size_t nsize)
             ((++ctx->alloc_ticks & 63) == 0 || nsize >= 16384) &&
             sj_mono_ms() >= t->deadline_ms)
             why = SJ_TRIP_TIMEOUT;
-    } else if (ctx->loading_armed && ((++ctx->alloc_ticks & 63) == 0 ||
-                                      nsize >= 16384)) {
+    } else if (ctx->loading_armed &&
+               ((++ctx->alloc_ticks & 63) == 0 || nsize >= 16384)) {
         why = sj_limits_poll(ctx);
     }
     if (why == SJ_TRIP_NONE)
@@ -204,6 +208,7 @@ static void reset(sj_lualib_ctx *ctx)
     ctx->load_deadline = 0;
     ctx->loading_armed = false;
     ctx->watch_signals = false;
+    ctx->closing = false;
 }
 
 void sj_limits_arm_run(lua_State *L, sj_lualib_ctx *ctx, int fidx)
@@ -214,8 +219,8 @@ void sj_limits_arm_run(lua_State *L, sj_lualib_ctx *ctx, int fidx)
     lua_pushvalue(L, fidx);
     if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0) {
         const char *base = strrchr(ar.short_src, '/');
-        snprintf(where, sizeof where, "%s:%d",
-                 base ? base + 1 : ar.short_src, ar.linedefined);
+        snprintf(where, sizeof where, "%s:%d", base ? base + 1 : ar.short_src,
+                 ar.linedefined);
     }
     pthread_mutex_lock(&ctx->seen_lock);
     memcpy(ctx->seen, where, sizeof where);
@@ -239,7 +244,10 @@ void sj_limits_arm_close(lua_State *L, sj_lualib_ctx *ctx)
 {
     sj_limits_arm_load(L, ctx, 0, false);
     ctx->task = NULL;
-    trip(ctx, SJ_TRIP_SHUTDOWN);
+    ctx->closing = true; /* finalizers may allocate: only time is bounded */
+    ctx->tripped = SJ_TRIP_SHUTDOWN;
+    ctx->cleanup_until =
+        sj_mono_ms() + (ctx->cleanup_ms > 0 ? ctx->cleanup_ms : CLOSE_MS);
     set_hook_for_trip(L, ctx);
 }
 

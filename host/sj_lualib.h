@@ -74,6 +74,7 @@ typedef struct sj_lualib_ctx {
     long long load_deadline;   /* mono ms while a load is armed, 0 none */
     bool loading_armed;        /* a load (or close) is armed, not a run */
     bool watch_signals;        /* a pending SIGTERM/SIGINT trips a load */
+    bool closing;              /* lua_close runs: time bounded, not memory */
     unsigned hook_ticks;       /* divider for recording `seen` */
     pthread_mutex_t seen_lock; /* guards seen (read by a watchdog) */
     char seen[96];             /* where the run was last seen */

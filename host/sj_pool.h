@@ -44,9 +44,22 @@ typedef struct sj_pool_options {
     size_t n_files;
     const char *lua_path; /* extra package.path entries or "" */
     const char *lua_cpath;
-    size_t memory_limit; /* bytes per Lua state, 0 = none */
-    sj_upstream *up;     /* borrowed */
+    size_t memory_limit;       /* bytes per Lua state, 0 = none */
+    sj_upstream *up;           /* borrowed */
+    const char *lua_allow;     /* sj_sandbox.h; NULL or "" for none */
+    long long load_timeout_ms; /* per executor file load; 0 = none */
+    long long cleanup_ms;      /* __close budget after an interruption */
+    /* A running task that has not given up control this long after its
+     * stop or timeout is reported at once and its worker retired (below);
+     * 0 = 3000. */
+    long long stop_grace_ms;
 } sj_pool_options;
+
+struct sj_config;
+/* Fill the settings part of `po` (paths, memory cap, lua_allow, load
+ * timeout, cleanup budget, stop_grace) from a loaded config. */
+void sj_pool_options_from_config(sj_pool_options *po,
+                                 const struct sj_config *cfg);
 
 /* Start the workers on generation 1; each loads every executor file into
  * its own state. A file that cannot be read or fails to load fails the
@@ -54,8 +67,27 @@ typedef struct sj_pool_options {
 int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
                   size_t errlen);
 
-/* Interrupt running tasks (not reported), drop queued ones, join. */
+/* Interrupt running tasks (not reported), drop queued ones, join. A
+ * worker whose task has not given up control within stop_grace of its
+ * shutdown stop (stuck in a C call) is retired instead of joined: the
+ * stop never waits for it. */
 void sj_pool_stop(sj_pool *pool);
+
+/*
+ * Worker retirement. A task that has not given up control within
+ * stop_grace after its stop or timeout (it is inside a C call, where no
+ * hook runs) is reported at once (STOP, or FAIL for a timeout) by the
+ * watchdog; its worker thread is detached and never reused (it closes its
+ * state and frees the task if the call ever returns, and reports nothing),
+ * and a fresh worker takes its slot, so `workers` usable workers remain.
+ * Each retirement is logged at ERROR with the executor and where the run
+ * was last seen; more retirements than workers log that the host is
+ * degraded (stuck threads hold their memory). The pool itself is freed
+ * when the last retired thread returns, or never.
+ *
+ * sj_pool_retired: how many workers were retired so far. Any thread.
+ */
+size_t sj_pool_retired(sj_pool *pool);
 
 /* sj_endpoint_ops.dispatch / .stop */
 int sj_pool_dispatch(void *pool, sj_task *t, char *why, size_t whylen);

@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "sj_config.h"
 #include "sj_error.h"
 #include "sj_limits.h"
 #include "sj_log.h"
@@ -407,6 +408,16 @@ fail_lua:
 fail_state:
     sj_vm_close(vm);
     return rc;
+}
+
+void sj_vm_options_from_config(sj_vm_options *o, const sj_config *cfg)
+{
+    o->lua_path = cfg->lua_path;
+    o->lua_cpath = cfg->lua_cpath;
+    o->memory_limit = (size_t)cfg->memory_limit_mb * 1024 * 1024;
+    o->load_timeout_ms = (long long)(cfg->load_timeout * 1000.0);
+    o->cleanup_ms = (long long)(cfg->cleanup_budget * 1000.0);
+    o->lua_allow = cfg->lua_allow;
 }
 
 void sj_vm_close(sj_vm *vm)

@@ -98,6 +98,11 @@ typedef struct sj_vm_options {
     void *ud;
 } sj_vm_options;
 
+struct sj_config;
+/* Fill the settings part of `o` (paths, memory cap, load timeout, cleanup
+ * budget, lua_allow) from a loaded config; the rest is left alone. */
+void sj_vm_options_from_config(sj_vm_options *o, const struct sj_config *cfg);
+
 /* What a run produced; zeroed by sj_vm_run, released by sj_run_free. */
 typedef struct sj_run {
     sj_outcome outcome;
