@@ -115,6 +115,7 @@ static void do_reload(void *ud, const char *why)
         strv_add(&old, names[i]);
     rc = sj_files_expand(r->opts.spec, &files, err, sizeof err);
     if (rc == 0) {
+        SJ_DEBUG("reload (%s): loading %zu executor file(s)", why, files.n);
         rc = sj_pool_reload(pool, (const char *const *)files.paths, files.n,
                             &gen, err, sizeof err);
         if (rc == 0) {
