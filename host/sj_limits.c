@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 /* Instructions between two polls of the limits. */
 #define HOOK_COUNT 1000
@@ -256,6 +257,76 @@ void sj_limits_disarm(lua_State *L, sj_lualib_ctx *ctx)
     ctx->armed = false;
     ctx->loading_armed = false;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
+}
+
+/* ---- catching functions --------------------------------------------------*/
+
+/* After a wrapped pcall/xpcall/coroutine.resume/coroutine.close (its
+ * results from index 1): a caught interruption goes on up, so only
+ * __close handlers (which run while the error unwinds, inside the catching
+ * call) use the cleanup budget, never the code that caught it. Once the
+ * budget is spent, any caught error is re-raised as the interruption. */
+static int after_catch(lua_State *L, int status, lua_KContext k)
+{
+    (void)status;
+    (void)k;
+    sj_lualib_ctx *ctx = sj_lualib_ctx_of(L);
+    if (lua_gettop(L) >= 1 && lua_type(L, 1) == LUA_TBOOLEAN &&
+        !lua_toboolean(L, 1) && ctx->armed && ctx->tripped != SJ_TRIP_NONE &&
+        (sj_limits_is_interrupt(L, 2) || budget_spent(ctx)))
+        return sj_limits_interrupt(L, ctx->tripped);
+    return lua_gettop(L);
+}
+
+/* upvalue 1: the original function */
+static int catching(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, after_catch);
+    return after_catch(L, LUA_OK, 0);
+}
+
+/* xpcall's message handler wrapper: the interruption passes unchanged
+ * (upvalue 1: the script's handler). */
+static int xpcall_msgh(lua_State *L)
+{
+    if (sj_limits_is_interrupt(L, 1))
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* xpcall(f, msgh, ...): upvalue 1 the original xpcall. */
+static int catching_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_msgh, 1);
+    lua_replace(L, 2);
+    return catching(L);
+}
+
+static void wrap_field(lua_State *L, const char *name, lua_CFunction f)
+{
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, -2, name);
+}
+
+void sj_limits_open(lua_State *L)
+{
+    lua_pushglobaltable(L);
+    wrap_field(L, "pcall", catching);
+    wrap_field(L, "xpcall", catching_xpcall);
+    lua_pop(L, 1);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, LUA_COLIBNAME);
+    wrap_field(L, "resume", catching);
+    wrap_field(L, "close", catching);
+    lua_pop(L, 2);
 }
 
 /* ---- the host's log for panics and warnings ------------------------------*/

@@ -41,6 +41,13 @@
  * the host log) on the fresh state `L`, whose ctx is already attached. */
 void sj_limits_attach(lua_State *L, sj_lualib_ctx *ctx);
 
+/* Wrap the standard functions that catch errors (pcall, xpcall,
+ * coroutine.resume, coroutine.close) so that a caught interruption is
+ * raised again at once: once a run is tripped, only __close handlers run
+ * (within the cleanup budget), never code after a pcall. Call after
+ * luaL_openlibs, in protected mode. Stack: unchanged. */
+void sj_limits_open(lua_State *L);
+
 /* Release what attach set up (the ctx's lock); after lua_close. */
 void sj_limits_detach(sj_lualib_ctx *ctx);
 

@@ -43,6 +43,8 @@ typedef struct gen {
     char **names; /* executor names and kinds, sorted by name */
     char **kinds;
     size_t n_names;
+    char **modules; /* module files its load required (sj_vm_module_files) */
+    size_t n_modules;
 } gen;
 
 typedef struct worker worker;
@@ -101,6 +103,9 @@ static void gen_unref(gen *g)
     free(g->texts);
     free(g->lens);
     sj_vm_executor_list_free(g->names, g->kinds, g->n_names);
+    for (size_t i = 0; i < g->n_modules; i++)
+        free(g->modules[i]);
+    free(g->modules);
     free(g);
 }
 
@@ -179,6 +184,20 @@ fail_mem:
     gen_unref(g);
     snprintf(err, errlen, "out of memory reading the executor files");
     return SJ_ENOMEM;
+}
+
+/* Copy vm's module file list into g (0 or SJ_ENOMEM). */
+static int gen_set_modules(gen *g, const sj_vm *vm)
+{
+    const char *const *files;
+    size_t n = sj_vm_module_files(vm, &files);
+    g->modules = calloc(n ? n : 1, sizeof *g->modules);
+    if (g->modules == NULL)
+        return SJ_ENOMEM;
+    for (; g->n_modules < n; g->n_modules++)
+        if ((g->modules[g->n_modules] = strdup(files[g->n_modules])) == NULL)
+            return SJ_ENOMEM;
+    return 0;
 }
 
 /* ---- VM callbacks (worker threads) ------------------------------------ */
@@ -872,6 +891,8 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
     if (rc == 0)
         rc = sj_vm_executor_list(pool->workers[0].vm, &pool->gen->names,
                                  &pool->gen->kinds, &pool->gen->n_names);
+    if (rc == 0)
+        rc = gen_set_modules(pool->gen, pool->workers[0].vm);
     if (rc == 0 &&
         pthread_create(&pool->watchdog, NULL, watchdog_thread, pool) != 0)
         rc = SJ_ENOMEM;
@@ -984,6 +1005,8 @@ int sj_pool_reload(sj_pool *pool, const char *const *files, size_t n_files,
     if ((rc = open_vm(pool, g, &scratch, err, errlen)) != 0)
         goto fail_gen;
     rc = sj_vm_executor_list(scratch, &g->names, &g->kinds, &g->n_names);
+    if (rc == 0)
+        rc = gen_set_modules(g, scratch);
     sj_vm_close(scratch);
     if (rc != 0) {
         snprintf(err, errlen, "out of memory listing the executors");
@@ -1006,6 +1029,13 @@ fail_gen:
 fail:
     pthread_mutex_unlock(&pool->reload_lock);
     return rc;
+}
+
+size_t sj_pool_module_files(sj_pool *pool, const char *const **files)
+{
+    gen *g = pool->gen; /* as sj_pool_executors: the reloading thread */
+    *files = (const char *const *)g->modules;
+    return g->n_modules;
 }
 
 unsigned long long sj_pool_generation(sj_pool *pool)

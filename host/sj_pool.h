@@ -18,7 +18,9 @@
  * tasks and, when they differ, builds a fresh VM from the new snapshot on
  * its own thread (idle workers are woken for this) and closes the old one.
  * A task that started on the old code finishes on it. Modules the files
- * `require` are read from disk by each build, not snapshotted.
+ * `require` are read from disk by each build, not snapshotted; the files
+ * a generation's load required are listed (sj_pool_module_files) so that
+ * a change to one reloads too.
  *
  * sj_pool_dispatch/_stop_batch: any thread (the endpoint's). Start/stop:
  * the main thread. sj_pool_reload/_executors: one reloading thread at a
@@ -98,6 +100,11 @@ void sj_pool_stop_batch(void *pool, int64_t task_batch_id);
  * sj_pool_reload or sj_pool_stop, so call it from the reloading thread. */
 size_t sj_pool_executors(sj_pool *pool, const char *const **names,
                          const char *const **kinds);
+
+/* The Lua module files the current generation's load required (its
+ * executor files' `require`s, from the executor folders or lua_path), for
+ * hot reload to watch; valid like sj_pool_executors' arrays. */
+size_t sj_pool_module_files(sj_pool *pool, const char *const **files);
 
 /*
  * Reload: snapshot `files` (expanded, in load order), load them into a

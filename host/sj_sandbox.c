@@ -27,6 +27,8 @@ static bool allowed(const char *list, const char *name)
     return false;
 }
 
+static char k_files; /* array of the module files the Lua searcher found */
+
 /* A function that raises: upvalue 1 is the message. */
 static int refuse(lua_State *L)
 {
@@ -92,6 +94,10 @@ static int searcher_lua(lua_State *L)
         return 1; /* the "no file ..." text */
     lua_pop(L, 1);
     const char *filename = lua_tostring(L, -1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_files);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
     if (luaL_loadfilex(L, filename, "t") != LUA_OK)
         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
                           name, filename, lua_tostring(L, -1));
@@ -160,8 +166,15 @@ static void sandbox_debug(lua_State *L, bool full)
     lua_pop(L, 1);
 }
 
+void sj_sandbox_push_module_files(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_files);
+}
+
 void sj_sandbox_apply(lua_State *L, const char *allow)
 {
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &k_files);
     sandbox_package(L);
     wrap_text_only(L, "load", 3);
     wrap_text_only(L, "loadfile", 2);

@@ -27,4 +27,9 @@
 
 void sj_sandbox_apply(lua_State *L, const char *allow);
 
+/* Push the array of the files require's Lua searcher found so far, in
+ * order (paths as the search path spelled them; hot reload watches them).
+ * Stack: +1. */
+void sj_sandbox_push_module_files(lua_State *L);
+
 #endif

@@ -38,6 +38,8 @@ struct sj_vm {
     bool needs_rebuild;
     vm_exec *execs; /* sorted by name */
     size_t nexecs;
+    char **modules; /* Lua module files required while the files loaded */
+    size_t nmodules;
     unsigned long serial;
 };
 
@@ -197,6 +199,7 @@ static int setup_c(lua_State *L)
 {
     struct setup_args *sa = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    sj_limits_open(L);
     sj_lualib_preload(L);
     lua_getglobal(L, LUA_LOADLIBNAME);
     int pkg = lua_gettop(L);
@@ -277,6 +280,20 @@ static int list_c(lua_State *L)
         lua_pop(L, 2);
     }
     qsort(vm->execs, vm->nexecs, sizeof *vm->execs, cmp_exec);
+    lua_pop(L, 1);
+    sj_sandbox_push_module_files(L);
+    size_t m = (size_t)lua_rawlen(L, -1);
+    vm->modules = calloc(m ? m : 1, sizeof *vm->modules);
+    if (vm->modules == NULL)
+        return luaL_error(L, "out of memory");
+    for (size_t i = 0; i < m; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        vm->modules[i] = strdup(lua_tostring(L, -1));
+        if (vm->modules[i] == NULL)
+            return luaL_error(L, "out of memory");
+        vm->nmodules++;
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -433,7 +450,16 @@ void sj_vm_close(sj_vm *vm)
     for (size_t i = 0; i < vm->nexecs; i++)
         free(vm->execs[i].name);
     free(vm->execs);
+    for (size_t i = 0; i < vm->nmodules; i++)
+        free(vm->modules[i]);
+    free(vm->modules);
     free(vm);
+}
+
+size_t sj_vm_module_files(const sj_vm *vm, const char *const **files)
+{
+    *files = vm ? (const char *const *)vm->modules : NULL;
+    return vm ? vm->nmodules : 0;
 }
 
 size_t sj_vm_executor_count(const sj_vm *vm)

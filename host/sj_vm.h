@@ -134,6 +134,11 @@ size_t sj_vm_executor_count(const sj_vm *vm);
 const char *sj_vm_executor_name(const sj_vm *vm, size_t i);
 const char *sj_vm_executor_kind(const sj_vm *vm, size_t i);
 
+/* The Lua module files `require` found while the executor files loaded
+ * (from the executor folders, lua_path or Lua's defaults), in order;
+ * valid as long as the VM. Hot reload watches them. */
+size_t sj_vm_module_files(const sj_vm *vm, const char *const **files);
+
 /* The same list as malloc'd copies that outlive the VM (for a list kept
  * across rebuilds): *names and *kinds get *n strings each. Returns 0 or
  * SJ_ENOMEM (nothing allocated then). Free with sj_vm_executor_list_free. */

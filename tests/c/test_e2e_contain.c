@@ -95,7 +95,8 @@ static const char executors_lua[] =
     "sj.job('closeJob', function(args)\n"
     "  local lock <close> = setmetatable({}, { __close = function()\n"
     "    sj.sleep(0.05)\n"
-    "    local f = io.open(args.job_params, 'w'); f:write('closed'); f:close()\n"
+    "    local f = io.open(args.job_params, 'w'); f:write('closed'); "
+    "f:close()\n"
     "  end })\n"
     "  for _ = 1, 40 do sj.sleep(1) end\n"
     "end)\n"
@@ -185,8 +186,7 @@ static int remote_log_count(const char *needle)
 }
 
 /* Wait until more than `before` remote log lines contain `needle`. */
-static int wait_remote_log(const char *needle, int before,
-                           long long timeout_ms)
+static int wait_remote_log(const char *needle, int before, long long timeout_ms)
 {
     long long until = h_now() + timeout_ms;
     do {
@@ -249,7 +249,8 @@ static void check_two_workers(const char *target, const char *tag)
            "%s: two workers: statuses %d %d", tag, sa, sb);
 }
 
-/* ---- sandbox ---------------------------------------------------------------*/
+/* ---- sandbox
+ * ---------------------------------------------------------------*/
 
 static void expect_refused_on(const char *target, const char *executor,
                               const char *needle)
@@ -317,7 +318,8 @@ static void test_lua_allow(void)
     h_host_cleanup(&hb);
 }
 
-/* ---- stuck in C ------------------------------------------------------------*/
+/* ---- stuck in C
+ * ------------------------------------------------------------*/
 
 static void stuck_case(const char *executor, int by_stop)
 {
@@ -353,7 +355,8 @@ static void test_stuck_in_c(void)
     CHECK(wait_host_log(&host_a, "degraded: 3 workers retired", H_MS(2000)));
 }
 
-/* ---- cleanup ----------------------------------------------------------------*/
+/* ---- cleanup
+ * ----------------------------------------------------------------*/
 
 static void close_case(const char *executor, int by_stop)
 {
@@ -405,7 +408,8 @@ static void test_cleanup(void)
            h_now() - t0);
 }
 
-/* ---- loading -----------------------------------------------------------------*/
+/* ---- loading
+ * -----------------------------------------------------------------*/
 
 static int port_listening(int port)
 {
@@ -517,8 +521,9 @@ static void test_reload_loop_sigterm(void)
     long long took;
     h_host_dir(&h);
     snprintf(sub, sizeof sub, "%s/executors", h.dir);
-    h_write_file(sub, "ok.lua",
-                 "local sj = require 'snailjob'\nsj.job('x', function() end)\n");
+    h_write_file(
+        sub, "ok.lua",
+        "local sj = require 'snailjob'\nsj.job('x', function() end)\n");
     h_host_start(&h, emu_port, "SNAIL_LOAD_TIMEOUT=60", NULL);
     CHECK(wait_ready(&h));
     h_write_file(sub, "zloop.lua", loop_lua);
@@ -533,7 +538,8 @@ static void test_reload_loop_sigterm(void)
     h_host_cleanup(&h);
 }
 
-/* ---- shutdown while blocked in C --------------------------------------------*/
+/* ---- shutdown while blocked in C
+ * --------------------------------------------*/
 
 static void test_shutdown_blocked(void)
 {
