@@ -20,6 +20,7 @@
  *                that load is answered at once; by hot reload the old code
  *                stays with an ERROR; SIGTERM during a reload's load;
  *                `check` exits 3
+ *   modules      a change to a module required from SNAIL_LUA_PATH reloads
  *   shutdown     SIGTERM while a worker is blocked in C completes within
  *                the shutdown grace (5 s) + stop_grace + 1 s
  */
@@ -538,6 +539,41 @@ static void test_reload_loop_sigterm(void)
     h_host_cleanup(&h);
 }
 
+/* A change to a module an executor file required (from SNAIL_LUA_PATH, a
+ * directory that holds no executor file) reloads the executors. */
+static void test_reload_follows_require(void)
+{
+    h_host h;
+    char sub[400], lib[400], env[500], target[64];
+    h_host_dir(&h);
+    snprintf(sub, sizeof sub, "%s/executors", h.dir);
+    snprintf(lib, sizeof lib, "%s/lib", h.dir);
+    mkdir(lib, 0700);
+    h_write_file(lib, "helper.lua", "return { v = 'one' }\n");
+    h_write_file(sub, "uses.lua",
+                 "local sj = require 'snailjob'\n"
+                 "local helper = require 'helper'\n"
+                 "sj.job('helperJob', function() return sj.success(helper.v) "
+                 "end)\n");
+    snprintf(env, sizeof env, "SNAIL_LUA_PATH=%s/?.lua", lib);
+    h_host_start(&h, emu_port, env, "SNAIL_BEAT_INTERVAL=0.2", NULL);
+    snprintf(target, sizeof target, "127.0.0.1:%d", h.port);
+    CHECK(wait_ready(&h));
+    h_write_file(lib, "helper.lua", "return { v = 'two' }\n");
+    CHECKF(wait_host_log(&h, "generation 2 published", H_MS(5000)),
+           "a module change did not reload");
+    h_sleep_ms(200); /* idle workers switch */
+    sj_srv_job j = job_on(target, "helperJob", "");
+    int64_t b = trigger(&j);
+    CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_SUCCESS);
+    char *r = result_of(b);
+    CHECKF(r && strstr(r, "two"), "helperJob after the change: %s",
+           r ? r : "(null)");
+    free(r);
+    CHECK(h_host_stop(&h, SIGTERM) == 0);
+    h_host_cleanup(&h);
+}
+
 /* ---- shutdown while blocked in C
  * --------------------------------------------*/
 
@@ -600,6 +636,7 @@ int main(void)
     RUN(test_check_loop);
     RUN(test_reload_loop);
     RUN(test_reload_loop_sigterm);
+    RUN(test_reload_follows_require);
     RUN(test_shutdown_blocked);
 
 done:
