@@ -631,12 +631,13 @@ int main(void)
     RUN(test_sandbox);
     RUN(test_lua_allow);
     RUN(test_cleanup);
-    RUN(test_stuck_in_c);
     RUN(test_load_loop_start);
     RUN(test_check_loop);
     RUN(test_reload_loop);
     RUN(test_reload_loop_sigterm);
     RUN(test_reload_follows_require);
+    /* last: a thread retired in string.find spins until host A exits */
+    RUN(test_stuck_in_c);
     RUN(test_shutdown_blocked);
 
 done:
