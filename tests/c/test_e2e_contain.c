@@ -209,16 +209,6 @@ static int wait_host_log(h_host *h, const char *needle, long long timeout_ms)
     return 0;
 }
 
-static int log_count(h_host *h, const char *needle)
-{
-    char *log = h_read_file(h->log);
-    int n = 0;
-    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
-        n++;
-    free(log);
-    return n;
-}
-
 static int wait_ready(h_host *h)
 {
     long long until = h_now() + H_MS(10000);
@@ -324,7 +314,7 @@ static void test_lua_allow(void)
 
 static void stuck_case(const char *executor, int by_stop)
 {
-    int before = log_count(&host_a, "retired: task");
+    int before = h_log_count(&host_a, "retired: task");
     int remote = remote_log_count("its worker retired");
     sj_srv_job j = job_on(target_a, executor, "");
     if (!by_stop)
@@ -341,7 +331,7 @@ static void stuck_case(const char *executor, int by_stop)
            by_stop ? "stop" : "timeout", took);
     CHECK(wait_host_log(&host_a, "degraded", 1) == 0 || before >= 2);
     CHECK(wait_host_log(&host_a, "retired so far", H_MS(1000)));
-    CHECK(log_count(&host_a, "retired: task") == before + 1);
+    CHECK(h_log_count(&host_a, "retired: task") == before + 1);
     CHECK(h_log_has(&host_a, "jobs.lua:"));
     CHECK(h_host_alive(&host_a));
     check_two_workers(target_a, executor);
@@ -400,10 +390,10 @@ static void test_cleanup(void)
     close_case("closeJob", 0);
     /* a __close that loops is cut at cleanup_budget (0.5 s): the worker
      * is not retired and both workers are usable afterwards */
-    int before = log_count(&host_a, "retired: task");
+    int before = h_log_count(&host_a, "retired: task");
     long long t0 = h_now();
     close_case("closeLoopJob", 1);
-    CHECK(log_count(&host_a, "retired: task") == before);
+    CHECK(h_log_count(&host_a, "retired: task") == before);
     check_two_workers(target_a, "after-close-loop");
     printf("    closeLoopJob: next tasks ran %lld ms after the stop\n",
            h_now() - t0);
@@ -643,13 +633,8 @@ int main(void)
 done:
     if (host_a.pid > 0)
         CHECK(h_host_stop(&host_a, SIGTERM) == 0);
-    if (h_failures != 0) {
-        char *log = h_read_file(host_a.log);
-        size_t len = strlen(log);
-        fprintf(stderr, "---- host A log (tail) ----\n%s\n",
-                len > 8000 ? log + len - 8000 : log);
-        free(log);
-    }
+    if (h_failures != 0)
+        h_log_tail(&host_a, "host A", 8000);
     h_host_cleanup(&host_a);
     sj_emu_destroy(emu);
     printf("test_e2e_contain: %lld ms\n", h_now() - t0);
