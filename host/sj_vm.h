@@ -12,9 +12,13 @@
  *
  * The one thing another thread may do during sj_vm_run is set the task's
  * `stop` flag (an atomic, sj_task.h). The run also ends at
- * `t->deadline_ms`. Both are enforced inside the VM (a count hook that
- * cannot be swallowed by pcall, plus checks in the allocator and in
- * sj.sleep): a handler reacts within milliseconds even if it never checks.
+ * `t->deadline_ms`. Both are enforced inside the VM by sj_limits (a count
+ * hook whose interruption pcall cannot swallow, plus checks in the
+ * allocator and in sj.sleep): a handler reacts within milliseconds even if
+ * it never checks, except inside a C call (the pool retires such a worker,
+ * sj_pool.h). Pending __close handlers then run within the cleanup budget.
+ * Loading is bounded the same way (load_timeout, memory cap, signals), and
+ * the state is sandboxed (sj_sandbox.h).
  *
  * Ownership: the VM owns its lua_State and copies of everything in the
  * options except `ud`. An sj_run's members are owned by the caller and
