@@ -108,7 +108,8 @@ static const char executors_lua[] =
     "  end })\n"
     "  for _ = 1, 40 do sj.sleep(1) end\n"
     "end)\n"
-    "sj.job('okJob', function() return sj.success('ok') end)\n";
+    "sj.job('okJob', function() return sj.success('ok') end)\n"
+    "sj.job('warnJob', function() warn('from ', 'a script') end)\n";
 
 static const char loop_lua[] = "local sj = require 'snailjob'\n"
                                "sj.job('loopJob', function() end)\n"
@@ -279,6 +280,12 @@ static void test_sandbox(void)
     CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_FAIL);
     CHECK(task_message_has(b, "os.exit is not available"));
     CHECK(h_host_alive(&host_a));
+
+    /* warn() goes to the host log (no "@on" needed) */
+    j = job_on(target_a, "warnJob", "");
+    b = trigger(&j);
+    CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_SUCCESS);
+    CHECK(wait_host_log(&host_a, "Lua warning: from a script", H_MS(2000)));
 }
 
 static void test_lua_allow(void)
