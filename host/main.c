@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "sj_builtins.h"
 #include "sj_check.h"
 #include "sj_config.h"
 #include "sj_endpoint.h"
@@ -192,12 +193,16 @@ static int serve(const sj_config *cfg, const sj_files *files)
         link->close(link);
         goto fail_server;
     }
+    sj_builtins_log_start(sj_builtins_mask(cfg->builtins), cfg->http_allow,
+                          cfg->group_name);
     sj_pool_options po = {.workers = cfg->workers,
                           .queue_size = cfg->queue_size,
                           .files = (const char *const *)files->paths,
                           .n_files = files->n,
                           .lua_path = cfg->lua_path,
                           .lua_cpath = cfg->lua_cpath,
+                          .builtins = cfg->builtins,
+                          .http_allow = cfg->http_allow,
                           .memory_limit =
                               (size_t)cfg->memory_limit_mb * 1024 * 1024,
                           .up = up};

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sj_builtins.h"
 #include "sj_error.h"
 #include "sj_link.h"
 #include "sj_log.h"
@@ -20,6 +21,8 @@ int sj_check_executors(const sj_config *cfg, const char *const *files,
                         .n_files = n_files,
                         .lua_path = cfg->lua_path,
                         .lua_cpath = cfg->lua_cpath,
+                        .builtins = cfg->builtins,
+                        .http_allow = cfg->http_allow,
                         .memory_limit =
                             (size_t)cfg->memory_limit_mb * 1024 * 1024};
     sj_vm *vm;
@@ -28,6 +31,10 @@ int sj_check_executors(const sj_config *cfg, const char *const *files,
 
     if ((rc = sj_vm_open(&vo, &vm, err, errlen)) != 0)
         return rc;
+    char on[256];
+    fprintf(
+        out, "builtins: %s (setting builtins)\n",
+        sj_builtins_describe(sj_builtins_mask(cfg->builtins), on, sizeof on));
     n = sj_vm_executor_count(vm);
     fprintf(out, "executors: %zu loaded from %zu file%s\n", n, n_files,
             n_files == 1 ? "" : "s");

@@ -365,6 +365,8 @@ static int open_vm(sj_pool *pool, const gen *g, sj_vm **vm, char *err,
     vo.source_lens = g->lens;
     vo.lua_path = pool->opts.lua_path;
     vo.lua_cpath = pool->opts.lua_cpath;
+    vo.builtins = pool->opts.builtins;
+    vo.http_allow = pool->opts.http_allow;
     vo.memory_limit = pool->opts.memory_limit;
     vo.task_log = task_log;
     vo.map_report = map_report;

@@ -44,8 +44,10 @@ typedef struct sj_pool_options {
     size_t n_files;
     const char *lua_path; /* extra package.path entries or "" */
     const char *lua_cpath;
-    size_t memory_limit; /* bytes per Lua state, 0 = none */
-    sj_upstream *up;     /* borrowed */
+    const char *builtins;   /* the `builtins` setting's text, or NULL */
+    const char *http_allow; /* the `http_allow` setting's text, or NULL */
+    size_t memory_limit;    /* bytes per Lua state, 0 = none */
+    sj_upstream *up;        /* borrowed */
 } sj_pool_options;
 
 /* Start the workers on generation 1; each loads every executor file into

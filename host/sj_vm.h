@@ -80,6 +80,10 @@ typedef struct sj_vm_options {
     /* Bytes the state may hold; growth past it is refused (LUA_ERRMEM).
      * 0 = no cap. */
     size_t memory_limit;
+    /* The built-in executors to load before the files (the `builtins`
+     * and `http_allow` settings' text, sj_builtins.h); NULL = none. */
+    const char *builtins;
+    const char *http_allow;
     /* Host callbacks (above); either may be NULL. */
     sj_task_log_cb task_log;
     sj_map_report_cb map_report;

@@ -770,6 +770,8 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
                           .n_files = o->n_files,
                           .lua_path = o->cfg->lua_path,
                           .lua_cpath = o->cfg->lua_cpath,
+                          .builtins = o->cfg->builtins,
+                          .http_allow = o->cfg->http_allow,
                           .memory_limit =
                               (size_t)o->cfg->memory_limit_mb * 1024 * 1024,
                           .up = up};
