@@ -139,8 +139,8 @@ static int group_members(long pgid)
         char *rp = strrchr(buf, ')'); /* comm may hold spaces */
         char state;
         long ppid, pg;
-        if (rp != NULL && sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pg) == 3 &&
-            pg == pgid)
+        if (rp != NULL &&
+            sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pg) == 3 && pg == pgid)
             n++;
     }
     if (d != NULL)
@@ -164,8 +164,7 @@ static void test_lines_stream(void)
     CHECKF(r.outcome == SJ_OUT_OK, "lines: %s", r.message ? r.message : "");
     const vt_line *first = vt_find("first"), *warn = vt_find("warn1"),
                   *last = vt_find("last"), *ret = vt_find("exec returned");
-    CHECKF(first && warn && last && ret, "missing lines (%d lines)",
-           vt_nlines);
+    CHECKF(first && warn && last && ret, "missing lines (%d lines)", vt_nlines);
     if (first && warn && last && ret) {
         CHECKF(first->level == SJ_LOG_INFO, "stdout level %d", first->level);
         CHECKF(warn->level == SJ_LOG_WARN, "stderr level %d", warn->level);
@@ -185,8 +184,7 @@ static void test_lines_stream(void)
 static void test_leftover(void)
 {
     sj_run r = run_job("leftover");
-    CHECKF(r.outcome == SJ_OUT_OK, "leftover: %s",
-           r.message ? r.message : "");
+    CHECKF(r.outcome == SJ_OUT_OK, "leftover: %s", r.message ? r.message : "");
     long pgid = r.result && json_is_string(r.result)
                     ? atol(json_string_value(r.result))
                     : 0;

@@ -23,123 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sj_httpd.h"
 #include "sj_vmtest.h"
-
-/* ---- the test's HTTP/1.1 server ----------------------------------------- */
-
-static int listen_on(int *port, int backlog)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof a;
-    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(fd, backlog) != 0) {
-        perror("listen");
-        exit(2);
-    }
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static int send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static void reply(int fd, const char *status, const char *extra,
-                  const char *body, size_t len)
-{
-    char head[512];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %s\r\nContent-Length: %zu\r\n%sConnection: "
-                     "close\r\n\r\n",
-                     status, len, extra);
-    if (send_all(fd, head, (size_t)n) == 0)
-        send_all(fd, body, len);
-}
-
-static void *serve_conn(void *arg)
-{
-    int fd = (int)(long)arg;
-    char req[65536];
-    size_t got = 0;
-    char *end = NULL;
-    while (got < sizeof req - 1 && (end = strstr(req, "\r\n\r\n")) == NULL) {
-        ssize_t r = recv(fd, req + got, sizeof req - 1 - got, 0);
-        if (r <= 0)
-            goto done;
-        got += (size_t)r;
-        req[got] = '\0';
-    }
-    if (end == NULL)
-        goto done;
-    size_t head_len = (size_t)(end - req) + 4, clen = 0;
-    const char *cl = strcasestr(req, "\r\nContent-Length:");
-    if (cl != NULL && cl < end)
-        clen = strtoul(cl + 17, NULL, 10);
-    while (got < head_len + clen && got < sizeof req - 1) {
-        ssize_t r = recv(fd, req + got, sizeof req - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    req[got] = '\0';
-    char path[256] = "";
-    sscanf(req, "%*s %255s", path);
-
-    if (strcmp(path, "/hello") == 0) {
-        reply(fd, "200 OK",
-              "Content-Type: text/plain\r\nX-Test: a\r\nX-Test: b\r\n",
-              "hello", 5);
-    } else if (strcmp(path, "/echo") == 0) {
-        reply(fd, "200 OK", "", req, got);
-    } else if (strcmp(path, "/redirect") == 0) {
-        reply(fd, "302 Found", "Location: /hello\r\n", "", 0);
-    } else if (strcmp(path, "/big") == 0) {
-        static char big[100000];
-        memset(big, 'b', sizeof big);
-        reply(fd, "200 OK", "", big, sizeof big);
-    } else if (strcmp(path, "/slow") == 0) {
-        /* 10 bytes every 50 ms of a promised megabyte */
-        const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
-        if (send_all(fd, head, strlen(head)) == 0)
-            for (int i = 0; i < 2000; i++) {
-                if (send_all(fd, "0123456789", 10) != 0)
-                    break;
-                sleep_ms(50);
-            }
-    } else {
-        reply(fd, "404 Not Found", "", "nope", 4);
-    }
-done:
-    close(fd);
-    return NULL;
-}
-
-static int http_fd, http_port;
-
-static void *serve(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int c = accept(http_fd, NULL, NULL);
-        if (c < 0)
-            return NULL; /* closed at the end */
-        pthread_t th;
-        pthread_create(&th, NULL, serve_conn, (void *)(long)c);
-        pthread_detach(th);
-    }
-}
 
 /* ---- TLS: openssl s_server with a certificate made now ------------------- */
 
@@ -156,7 +41,7 @@ static int start_tls(void)
              dir, dir);
     if (system(cmd) != 0)
         return -1;
-    int fd = listen_on(&tls_port, 1); /* reserve a free port, then free it */
+    int fd = httpd_listen(&tls_port, 1); /* reserve a free port, then free it */
     close(fd);
     char port[16], cert[128], key[128];
     snprintf(port, sizeof port, "%d", tls_port);
@@ -313,7 +198,7 @@ static void test_get_post(void)
 
 static void test_refused(void)
 {
-    int port, fd = listen_on(&port, 1);
+    int port, fd = httpd_listen(&port, 1);
     close(fd); /* nobody listens there now */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/x", port);
@@ -376,7 +261,7 @@ static void test_deadline(void)
 {
     deadline_case("download", base);
 
-    int port, fd = listen_on(&port, 0), fill[8];
+    int port, fd = httpd_listen(&port, 0), fill[8];
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -423,10 +308,8 @@ int main(void)
     fputs(handlers, f);
     fclose(f);
 
-    http_fd = listen_on(&http_port, 64);
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", http_port);
-    pthread_t srv;
-    pthread_create(&srv, NULL, serve, NULL);
+    httpd_start();
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", httpd_port);
     open_vm();
 
     RUN(test_get_post);
@@ -437,9 +320,7 @@ int main(void)
     RUN(test_tls);
 
     sj_vm_close(vm);
-    shutdown(http_fd, SHUT_RDWR);
-    close(http_fd);
-    pthread_join(srv, NULL);
+    httpd_stop();
     if (tls_pid > 0) {
         kill(tls_pid, SIGTERM);
         waitpid(tls_pid, NULL, 0);
