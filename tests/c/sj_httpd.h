@@ -34,7 +34,6 @@ static void httpd_sleep_ms(long long ms)
     nanosleep(&ts, NULL);
 }
 
-
 static int httpd_listen(int *port, int backlog)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
@@ -107,8 +106,8 @@ static void *serve_conn(void *arg)
 
     if (strcmp(path, "/hello") == 0) {
         reply(fd, "200 OK",
-              "Content-Type: text/plain\r\nX-Test: a\r\nX-Test: b\r\n",
-              "hello", 5);
+              "Content-Type: text/plain\r\nX-Test: a\r\nX-Test: b\r\n", "hello",
+              5);
     } else if (strcmp(path, "/echo") == 0) {
         reply(fd, "200 OK", "", req, got);
     } else if (strcmp(path, "/created") == 0) {

@@ -34,7 +34,8 @@ static h_host host_a, host_b;
 static char target_a[64], target_b[64];
 static char base[64]; /* http://127.0.0.1:PORT */
 
-/* ---- helpers -------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------
+ */
 
 static sj_srv_job job_on(const char *target, const char *executor,
                          const char *args)
@@ -138,8 +139,9 @@ static const char *wait_log(int64_t task_id, const char *needle,
             json_t *id = json_object_get(rec, "taskId");
             const char *msg = field_of(rec, "message");
             const char *lv = field_of(rec, "level");
-            int hit = json_is_integer(id) && json_integer_value(id) == task_id &&
-                      msg != NULL && strstr(msg, needle) != NULL;
+            int hit = json_is_integer(id) &&
+                      json_integer_value(id) == task_id && msg != NULL &&
+                      strstr(msg, needle) != NULL;
             if (hit)
                 snprintf(level, sizeof level, "%s", lv ? lv : "?");
             json_decref(rec);
@@ -171,8 +173,8 @@ static int group_members(long pgid)
         char *rp = strrchr(buf, ')');
         char state;
         long ppid, pg;
-        if (rp != NULL && sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pg) == 3 &&
-            pg == pgid)
+        if (rp != NULL &&
+            sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pg) == 3 && pg == pgid)
             n++;
     }
     if (d != NULL)
@@ -204,19 +206,20 @@ static char *script_params(const char *method, const char *script)
     return buf;
 }
 
-/* ---- HTTP ------------------------------------------------------------------ */
+/* ---- HTTP ------------------------------------------------------------------
+ */
 
 static void test_http_console_default(void)
 {
     char url[128];
     snprintf(url, sizeof url, "%s/echo", base);
     /* the console's default object with only the URL filled in */
-    outcome o = expect(target_a, "snailJobHttpExecutor",
-                       http_params("POST", url, "{}", "\"\"",
-                                   "\"application/json\"", "60"),
-                       SJ_SRV_SUCCESS,
-                       HAS("POST /echo HTTP/1.1",
-                           "Content-Type: application/json", "\r\n\r\n{}"));
+    outcome o = expect(
+        target_a, "snailJobHttpExecutor",
+        http_params("POST", url, "{}", "\"\"", "\"application/json\"", "60"),
+        SJ_SRV_SUCCESS,
+        HAS("POST /echo HTTP/1.1", "Content-Type: application/json",
+            "\r\n\r\n{}"));
     CHECK(wait_log(o.task_id, "Using default request body: {}", H_MS(2000)));
     CHECK(wait_log(o.task_id, "Request timeout: 60 seconds", H_MS(2000)));
     outcome_free(&o);
@@ -306,10 +309,10 @@ static void test_http_status_and_errors(void)
                HAS("[snail-job] HTTP internal executor failed"));
     CHECK(wait_log(o.task_id, "Couldn't connect", H_MS(2000)));
     outcome_free(&o);
-    o = expect(target_a, "snailJobHttpExecutor",
-               http_params("POST", "", "{}", "\"\"", "\"application/json\"",
-                           "60"),
-               SJ_SRV_FAIL, HAS("URL cannot be empty."));
+    o = expect(
+        target_a, "snailJobHttpExecutor",
+        http_params("POST", "", "{}", "\"\"", "\"application/json\"", "60"),
+        SJ_SRV_FAIL, HAS("URL cannot be empty."));
     outcome_free(&o);
     o = expect(target_a, "snailJobHttpExecutor", "null", SJ_SRV_FAIL,
                HAS("HttpParams is null."));
@@ -324,7 +327,8 @@ static void test_http_wf_context(void)
                           http_params("get", url, "{}", "\"\"", "\"\"", "5"));
     j.workflow_task_batch_id = 9001;
     j.workflow_node_id = 5;
-    j.wf_context = "{\"k\":\"v\",\"o\":{\"a\":1},\"c\":\"\xe4\xb8\xad\xe6\x96\x87\"}";
+    j.wf_context =
+        "{\"k\":\"v\",\"o\":{\"a\":1},\"c\":\"\xe4\xb8\xad\xe6\x96\x87\"}";
     outcome o = run_job(&j);
     CHECKF(o.status == SJ_SRV_SUCCESS, "wf: status %d (%s)", o.status,
            o.message ? o.message : "");
@@ -351,18 +355,20 @@ static void test_http_allow(void)
     outcome_free(&o);
 }
 
-/* ---- scripts --------------------------------------------------------------- */
+/* ---- scripts ---------------------------------------------------------------
+ */
 
 static char work[300]; /* a directory of this test for script side effects */
 
 static void test_shell_script_code(void)
 {
     char code[1024];
-    snprintf(code, sizeof code,
-             "echo hello from \"shell\"\necho \"oo\"ps >&2\necho ran >> %s/count\n"
-             "echo \"$0\" > %s/path\nstat -c %%a \"$(dirname \"$0\")\" > "
-             "%s/mode\n",
-             work, work, work);
+    snprintf(
+        code, sizeof code,
+        "echo hello from \"shell\"\necho \"oo\"ps >&2\necho ran >> %s/count\n"
+        "echo \"$0\" > %s/path\nstat -c %%a \"$(dirname \"$0\")\" > "
+        "%s/mode\n",
+        work, work, work);
     outcome o = expect(target_a, "snailJobShellJobExecutor",
                        script_params("SCRIPT_CODE", code), SJ_SRV_SUCCESS,
                        HAS("Script executed successfully."));
@@ -537,7 +543,8 @@ static void test_not_enabled(void)
     CHECK(!h_log_has(&host_b, "built-in script executors are enabled"));
 }
 
-/* ---- main ------------------------------------------------------------------ */
+/* ---- main ------------------------------------------------------------------
+ */
 
 static int wait_node(h_host *h)
 {
