@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +65,7 @@ typedef struct stream {
 /* The child and what the call holds for it; a to-be-closed userdata, so
  * an error unwinding the call (memory, the interruption) ends it too. */
 typedef struct proc {
+    int pidfd;  /* readable once the child exited, or -1 (no pidfd_open) */
     pid_t pid;  /* > 0 from spawn until reaped */
     pid_t pgid; /* the child's group (= its pid) */
     int status; /* wait status once reaped */
@@ -124,6 +126,7 @@ static void proc_end(proc *p)
         p->pgid = 0;
     }
     close_fd(&p->in_fd);
+    close_fd(&p->pidfd);
     for (int i = 0; i < 2; i++) {
         close_fd(&p->s[i].fd);
         free(p->s[i].cap.p);
@@ -431,6 +434,7 @@ static int spawn(proc *p, char **argv, char **envp, const char *cwd,
         goto fail_pipes;
     p->pid = pid;
     p->pgid = pid;
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     close(in[0]);
     close(out[1]);
     close(err[1]);
@@ -502,9 +506,12 @@ static int exec_call(lua_State *L)
     else if (ty != LUA_TNIL)
         luaL_error(L, "sj.exec: option 'stdin' must be a string, got %s",
                    lua_typename(L, ty));
-    int envt = push_env(L, o.clear_env, &nenv);
     char **argv = push_vector(L, argt, nargs);
-    char **envp = push_vector(L, envt, nenv);
+    char **envp = environ; /* as it is, unless the call changes it */
+    if (o.clear_env || lua_getfield(L, 1, "env") != LUA_TNIL) {
+        int envt = push_env(L, o.clear_env, &nenv);
+        envp = push_vector(L, envt, nenv);
+    }
 
     out_ctx oc = {.ctx = sj_lualib_ctx_of(L), .o = &o};
     set_where(L, oc.where, sizeof oc.where);
@@ -515,7 +522,7 @@ static int exec_call(lua_State *L)
 
     proc *p = lua_newuserdatauv(L, sizeof *p, 0);
     memset(p, 0, sizeof *p);
-    p->in_fd = p->s[0].fd = p->s[1].fd = -1;
+    p->in_fd = p->s[0].fd = p->s[1].fd = p->pidfd = -1;
     p->s[0].level = SJ_LOG_INFO;
     p->s[1].level = SJ_LOG_WARN;
     p->in = in;
@@ -547,19 +554,27 @@ static int exec_call(lua_State *L)
         o.timeout > 0 ? start + (long long)(o.timeout * 1000) : 0;
     long long term_at = 0, kill_at = 0, gone_by = 0;
     bool own_timeout = false;
+    long idle_us = 50;
 
     for (;;) {
-        struct pollfd pf[3];
+        struct pollfd pf[4];
         int nf = 0;
         for (int i = 0; i < 2; i++)
             if (p->s[i].fd >= 0)
                 pf[nf++] = (struct pollfd){.fd = p->s[i].fd, .events = POLLIN};
         if (p->in_fd >= 0)
             pf[nf++] = (struct pollfd){.fd = p->in_fd, .events = POLLOUT};
-        if (nf > 0)
+        if (p->pidfd >= 0 && !p->reaped)
+            pf[nf++] = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
+        if (nf > 0) {
             poll(pf, (nfds_t)nf, SLICE_MS);
-        else
-            usleep(SLICE_MS * 1000);
+        } else {
+            /* the pipes are closed: the child is exiting, or left running
+             * without them; back off from 50 µs to one slice */
+            usleep((useconds_t)idle_us);
+            if (idle_us < SLICE_MS * 1000)
+                idle_us *= 2;
+        }
         drain(&oc, &p->s[0]);
         drain(&oc, &p->s[1]);
         write_stdin(p);

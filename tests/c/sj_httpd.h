@@ -1,6 +1,7 @@
 /*
  * sj_httpd.h - a small HTTP/1.1 server for tests, on 127.0.0.1 (one
- * thread per connection, "Connection: close"). Routes:
+ * thread per connection, kept alive unless the client says "Connection:
+ * close"; /slow always closes). Routes:
  *   /hello     200 "hello", Content-Type text/plain, X-Test: a, X-Test: b
  *   /echo      200, the whole request as received (request line, headers,
  *              body) as the body
@@ -20,6 +21,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,28 +70,28 @@ static void reply(int fd, const char *status, const char *extra,
 {
     char head[512];
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %s\r\nContent-Length: %zu\r\n%sConnection: "
-                     "close\r\n\r\n",
-                     status, len, extra);
+                     "HTTP/1.1 %s\r\nContent-Length: %zu\r\n%s\r\n", status,
+                     len, extra);
     if (send_all(fd, head, (size_t)n) == 0)
         send_all(fd, body, len);
 }
 
-static void *serve_conn(void *arg)
+/* Read and answer one request; 1 to keep the connection for the next. */
+static int serve_one(int fd)
 {
-    int fd = (int)(long)arg;
-    char req[65536];
+    static __thread char req[65536];
     size_t got = 0;
     char *end = NULL;
+    req[0] = '\0';
     while (got < sizeof req - 1 && (end = strstr(req, "\r\n\r\n")) == NULL) {
         ssize_t r = recv(fd, req + got, sizeof req - 1 - got, 0);
         if (r <= 0)
-            goto done;
+            return 0;
         got += (size_t)r;
         req[got] = '\0';
     }
     if (end == NULL)
-        goto done;
+        return 0;
     size_t head_len = (size_t)(end - req) + 4, clen = 0;
     const char *cl = strcasestr(req, "\r\nContent-Length:");
     if (cl != NULL && cl < end)
@@ -130,10 +132,20 @@ static void *serve_conn(void *arg)
                     break;
                 httpd_sleep_ms(50);
             }
+        return 0;
     } else {
         reply(fd, "404 Not Found", "", "nope", 4);
     }
-done:
+    return strcasestr(req, "\r\nConnection: close\r\n") == NULL;
+}
+
+static void *serve_conn(void *arg)
+{
+    int fd = (int)(long)arg, one = 1;
+    /* head and body go out in two writes: no Nagle delay between them */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    while (serve_one(fd))
+        ;
     close(fd);
     return NULL;
 }
