@@ -96,8 +96,7 @@ static const char handlers[] =
     "end)\n";
 
 /* Run executor with params; returns µs per call over n calls. */
-static double in_vm(sj_vm *vm, const char *executor, const char *params,
-                    int n)
+static double in_vm(sj_vm *vm, const char *executor, const char *params, int n)
 {
     sj_task *t = calloc(1, sizeof *t);
     t->job_id = t->task_batch_id = t->task_id = 1;

@@ -21,8 +21,10 @@
 
 #include <lauxlib.h>
 
+#include "sj_bytes.h"
 #include "sj_log.h"
 #include "sj_lualib.h"
+#include "sj_opts.h"
 
 #define SLICE_MS 10
 #define LINE_MAX_BYTES 65536
@@ -31,34 +33,11 @@
 
 extern char **environ;
 
-typedef struct obuf {
-    char *p;
-    size_t len, cap;
-} obuf;
-
-static bool obuf_add(obuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL)
-            return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return true;
-}
-
 /* One output stream of the child. */
 typedef struct stream {
     int fd; /* -1 once at EOF */
-    obuf cap;
-    obuf line;
+    sj_bytes cap;
+    sj_bytes line;
     sj_log_level level;
 } stream;
 
@@ -129,10 +108,8 @@ static void proc_end(proc *p)
     close_fd(&p->pidfd);
     for (int i = 0; i < 2; i++) {
         close_fd(&p->s[i].fd);
-        free(p->s[i].cap.p);
-        free(p->s[i].line.p);
-        memset(&p->s[i].cap, 0, sizeof p->s[i].cap);
-        memset(&p->s[i].line, 0, sizeof p->s[i].line);
+        sj_bytes_free(&p->s[i].cap);
+        sj_bytes_free(&p->s[i].line);
     }
 }
 
@@ -163,34 +140,6 @@ typedef struct opts {
     double timeout; /* s; 0 = none */
     double max_output, kill_grace;
 } opts;
-
-static double opt_number(lua_State *L, int t, const char *k, double dflt)
-{
-    double v = dflt;
-    int ty = lua_getfield(L, t, k);
-    if (ty == LUA_TNUMBER)
-        v = lua_tonumber(L, -1);
-    else if (ty != LUA_TNIL)
-        luaL_error(L, "sj.exec: option '%s' must be a number, got %s", k,
-                   lua_typename(L, ty));
-    lua_pop(L, 1);
-    if (!(v >= 0))
-        luaL_error(L, "sj.exec: option '%s' must not be negative", k);
-    return v;
-}
-
-static bool opt_bool(lua_State *L, int t, const char *k, bool dflt)
-{
-    bool v = dflt;
-    int ty = lua_getfield(L, t, k);
-    if (ty == LUA_TBOOLEAN)
-        v = lua_toboolean(L, -1);
-    else if (ty != LUA_TNIL)
-        luaL_error(L, "sj.exec: option '%s' must be a boolean, got %s", k,
-                   lua_typename(L, ty));
-    lua_pop(L, 1);
-    return v;
-}
 
 /* A NULL-terminated char*[] of the strings of the sequence at `t`
  * (anchored in a userdata pushed here). Stack: +1. */
@@ -312,7 +261,7 @@ static void feed(out_ctx *oc, stream *s, const char *d, size_t n)
         size_t take = n < room ? n : room;
         if (take < n)
             oc->truncated = true;
-        if (take > 0 && !obuf_add(&s->cap, d, take))
+        if (take > 0 && !sj_bytes_add(&s->cap, d, take))
             oc->truncated = true;
     }
     if (!oc->o->log)
@@ -322,7 +271,7 @@ static void feed(out_ctx *oc, stream *s, const char *d, size_t n)
         size_t k = nl != NULL ? (size_t)(nl - d) : n;
         if (s->line.len + k > LINE_MAX_BYTES)
             k = LINE_MAX_BYTES - s->line.len;
-        if (!obuf_add(&s->line, d, k))
+        if (!sj_bytes_add(&s->line, d, k))
             s->line.len = 0; /* no memory: drop the line, keep going */
         d += k;
         n -= k;
@@ -492,12 +441,13 @@ static int exec_call(lua_State *L)
             luaL_error(L, "sj.exec: option 'cwd' must be a string");
         o.cwd = lua_tostring(L, -1); /* stays on the stack */
     }
-    o.clear_env = opt_bool(L, 1, "clear_env", false);
-    o.log = opt_bool(L, 1, "log", true);
-    o.capture = opt_bool(L, 1, "capture", true);
-    o.timeout = opt_number(L, 1, "timeout", 0);
-    o.max_output = opt_number(L, 1, "max_output", DEFAULT_MAX_OUTPUT);
-    o.kill_grace = opt_number(L, 1, "kill_grace", 5);
+    o.clear_env = sj_opts_bool(L, 1, "sj.exec", "clear_env", false);
+    o.log = sj_opts_bool(L, 1, "sj.exec", "log", true);
+    o.capture = sj_opts_bool(L, 1, "sj.exec", "capture", true);
+    o.timeout = sj_opts_number(L, 1, "sj.exec", "timeout", 0, 0);
+    o.max_output =
+        sj_opts_number(L, 1, "sj.exec", "max_output", DEFAULT_MAX_OUTPUT, 0);
+    o.kill_grace = sj_opts_number(L, 1, "sj.exec", "kill_grace", 5, 0);
     size_t in_len = 0;
     const char *in = NULL;
     int ty = lua_getfield(L, 1, "stdin");

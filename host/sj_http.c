@@ -12,42 +12,14 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 
+#include "sj_bytes.h"
 #include "sj_lualib.h"
+#include "sj_opts.h"
 
 #define SLICE_MS 10
 #define DEFAULT_MAX_BODY (16.0 * 1024 * 1024)
 
 static char k_agent; /* registry key of this state's agent */
-
-/* A growable byte buffer. */
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static bool buf_add(buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL)
-            return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return true;
-}
-
-static void buf_free(buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 /* One per lua_State: the handles, and the buffers of the transfer in
  * progress (freed by agent_reset before the next one or at __gc). */
@@ -56,8 +28,8 @@ typedef struct agent {
     CURL *easy;
     bool attached; /* easy is in multi */
     struct curl_slist *hdrs;
-    buf body;
-    buf head;        /* "name\0value\0" pairs of the final response */
+    sj_bytes body;
+    sj_bytes head;   /* "name\0value\0" pairs of the final response */
     size_t max_body; /* bytes */
     bool too_big;
     bool oom;
@@ -72,8 +44,8 @@ static void agent_reset(agent *a)
     }
     curl_slist_free_all(a->hdrs);
     a->hdrs = NULL;
-    buf_free(&a->body);
-    buf_free(&a->head);
+    sj_bytes_free(&a->body);
+    sj_bytes_free(&a->head);
     a->too_big = a->oom = false;
     a->errbuf[0] = '\0';
 }
@@ -149,7 +121,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         a->too_big = true;
         return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
     }
-    if (!buf_add(&a->body, p, len)) {
+    if (!sj_bytes_add(&a->body, p, len)) {
         a->oom = true;
         return 0;
     }
@@ -180,8 +152,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     for (size_t i = 0; i < nlen; i++)
         name[i] = (char)tolower((unsigned char)p[i]);
     name[nlen] = '\0';
-    if (!buf_add(&a->head, name, nlen + 1) ||
-        !buf_add(&a->head, v, (size_t)(end - v)) || !buf_add(&a->head, "", 1)) {
+    if (!sj_bytes_add(&a->head, name, nlen + 1) ||
+        !sj_bytes_add(&a->head, v, (size_t)(end - v)) ||
+        !sj_bytes_add(&a->head, "", 1)) {
         a->oom = true;
         return 0;
     }
@@ -200,59 +173,16 @@ typedef struct req {
     bool follow, insecure;
 } req;
 
-static double opt_number(lua_State *L, int t, const char *k, double dflt,
-                         double lo)
-{
-    double v = dflt;
-    int ty = lua_getfield(L, t, k);
-    if (ty == LUA_TNUMBER)
-        v = lua_tonumber(L, -1);
-    else if (ty != LUA_TNIL)
-        luaL_error(L, "sj.http: option '%s' must be a number, got %s", k,
-                   lua_typename(L, ty));
-    lua_pop(L, 1);
-    if (!(v >= lo))
-        luaL_error(L, "sj.http: option '%s' must be at least %d", k, (int)lo);
-    return v;
-}
-
-static bool opt_bool(lua_State *L, int t, const char *k, bool dflt)
-{
-    bool v = dflt;
-    int ty = lua_getfield(L, t, k);
-    if (ty == LUA_TBOOLEAN)
-        v = lua_toboolean(L, -1);
-    else if (ty != LUA_TNIL)
-        luaL_error(L, "sj.http: option '%s' must be a boolean, got %s", k,
-                   lua_typename(L, ty));
-    lua_pop(L, 1);
-    return v;
-}
-
-/* A string option (left on the stack so it stays alive), or NULL. */
-static const char *opt_string(lua_State *L, int t, const char *k, size_t *len)
-{
-    int ty = lua_getfield(L, t, k);
-    if (ty == LUA_TNIL) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
-        luaL_error(L, "sj.http: option '%s' must be a string, got %s", k,
-                   lua_typename(L, ty));
-    return lua_tolstring(L, -1, len);
-}
-
 /* Read the options table at `t` into r; strings stay on the stack. */
 static void read_opts(lua_State *L, int t, req *r)
 {
     size_t n;
-    r->url = opt_string(L, t, "url", &n);
+    r->url = sj_opts_string(L, t, "sj.http", "url", &n);
     if (r->url == NULL || n == 0)
         luaL_error(L, "sj.http: option 'url' is required");
     if (strlen(r->url) != n)
         luaL_error(L, "sj.http: the url holds a NUL byte");
-    const char *m = opt_string(L, t, "method", &n);
+    const char *m = sj_opts_string(L, t, "sj.http", "method", &n);
     if (m == NULL || n == 0) {
         m = "GET";
         n = 3;
@@ -266,12 +196,14 @@ static void read_opts(lua_State *L, int t, req *r)
     }
     luaL_pushresultsize(&b, n);
     r->method = lua_tostring(L, -1);
-    r->body = opt_string(L, t, "body", &r->body_len);
-    r->timeout = opt_number(L, t, "timeout", 60, 0);
-    r->connect_timeout = opt_number(L, t, "connect_timeout", 10, 0);
-    r->max_body = opt_number(L, t, "max_body", DEFAULT_MAX_BODY, 0);
-    r->follow = opt_bool(L, t, "follow_redirects", true);
-    r->insecure = opt_bool(L, t, "insecure", false);
+    r->body = sj_opts_string(L, t, "sj.http", "body", &r->body_len);
+    r->timeout = sj_opts_number(L, t, "sj.http", "timeout", 60, 0);
+    r->connect_timeout =
+        sj_opts_number(L, t, "sj.http", "connect_timeout", 10, 0);
+    r->max_body =
+        sj_opts_number(L, t, "sj.http", "max_body", DEFAULT_MAX_BODY, 0);
+    r->follow = sj_opts_bool(L, t, "sj.http", "follow_redirects", true);
+    r->insecure = sj_opts_bool(L, t, "sj.http", "insecure", false);
 }
 
 /* Headers table at `t` -> a->hdrs. */

@@ -142,4 +142,18 @@ static inline void vt_stop_after(vt_stopper *s, sj_task *t, long long ms)
     pthread_create(&s->th, NULL, vt_stop_later, s);
 }
 
+/* Run t on vm and stop it (SJ_STOP_SERVER) from another thread after
+ * delay_ms; *r gets the run. Returns the ms from the stop flag to the end
+ * of the run. */
+static inline long long vt_run_stopped(sj_vm *vm, sj_task *t,
+                                       long long delay_ms, sj_run *r)
+{
+    vt_stopper s;
+    vt_stop_after(&s, t, delay_ms);
+    sj_vm_run(vm, t, r);
+    long long done = sj_mono_ms();
+    pthread_join(s.th, NULL);
+    return done - s.set_at;
+}
+
 #endif

@@ -10,7 +10,6 @@
  * /echo route returns the request it got, so the task's result shows what
  * was sent.
  */
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 #include "sj_harness.h"
 #include "sj_httpd.h"
 #include "sj_log.h"
+#include "sj_pgroup.h"
 #include "sj_srv.h"
 
 static sj_emu *emu;
@@ -151,35 +151,6 @@ static const char *wait_log(int64_t task_id, const char *needle,
         h_sleep_ms(10);
     } while (h_now() < until);
     return NULL;
-}
-
-/* Processes in process group `pgid` (any state). */
-static int group_members(long pgid)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int n = 0;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *rp = strrchr(buf, ')');
-        char state;
-        long ppid, pg;
-        if (rp != NULL &&
-            sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pg) == 3 && pg == pgid)
-            n++;
-    }
-    if (d != NULL)
-        closedir(d);
-    return n;
 }
 
 static char *http_params(const char *method, const char *url,
@@ -486,14 +457,14 @@ static void test_shell_stream_and_stop(void)
             pgid = atol(msg + 5);
         json_decref(rec);
     }
-    CHECKF(pgid > 0 && group_members(pgid) >= 2,
+    CHECKF(pgid > 0 && sj_group_members(pgid) >= 2,
            "group %ld has %d processes before the stop", pgid,
-           group_members(pgid));
+           sj_group_members(pgid));
     long long t0 = h_now();
     CHECK(sj_srv_stop_batch(srv, batch) == 0);
     CHECK(wait_log(task_id, "interrupted: stopped by the server", H_MS(3000)));
     long long took = h_now() - t0;
-    int left = group_members(pgid);
+    int left = sj_group_members(pgid);
     CHECKF(left == 0, "%d processes of group %ld left after the stop", left,
            pgid);
     printf("    stop: interrupted and group %ld gone within %lld ms\n", pgid,

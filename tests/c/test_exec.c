@@ -8,13 +8,13 @@
  * /proc: no process of the child's process group remains (this process is
  * the subreaper of the group, so not even a zombie may stay).
  */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "sj_pgroup.h"
 #include "sj_vmtest.h"
 
 static const char handlers[] =
@@ -119,35 +119,6 @@ static void expect_ok(const char *executor)
     sj_run_free(&r);
 }
 
-/* Processes whose process group is `pgid`, any state (zombies too). */
-static int group_members(long pgid)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int n = 0;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *rp = strrchr(buf, ')'); /* comm may hold spaces */
-        char state;
-        long ppid, pg;
-        if (rp != NULL &&
-            sscanf(rp + 2, "%c %ld %ld", &state, &ppid, &pg) == 3 && pg == pgid)
-            n++;
-    }
-    if (d != NULL)
-        closedir(d);
-    return n;
-}
-
 static void test_codes_and_io(void)
 {
     expect_ok("codes");
@@ -189,8 +160,8 @@ static void test_leftover(void)
                     ? atol(json_string_value(r.result))
                     : 0;
     CHECKF(pgid > 0, "no pgid");
-    CHECKF(group_members(pgid) == 0, "%d processes left in group %ld",
-           group_members(pgid), pgid);
+    CHECKF(sj_group_members(pgid) == 0, "%d processes left in group %ld",
+           sj_group_members(pgid), pgid);
     sj_run_free(&r);
 }
 
@@ -204,57 +175,43 @@ static long pgid_from_log(void)
     return 0;
 }
 
+/* Stop `executor` 300 ms in; check it ends STOPPED with no process of
+ * its group left, and return how long after the stop flag it ended. */
+static long long stop_case(const char *executor)
+{
+    vt_clear();
+    sj_task *t = vt_job(executor, "");
+    sj_run r;
+    long long took = vt_run_stopped(vm, t, 300, &r);
+    CHECKF(r.outcome == SJ_OUT_STOPPED, "%s: %s", executor,
+           sj_outcome_name(r.outcome));
+    long pgid = pgid_from_log();
+    CHECKF(pgid > 0 && sj_group_members(pgid) == 0,
+           "%s: %d processes left in group %ld", executor,
+           sj_group_members(pgid), pgid);
+    sj_run_free(&r);
+    sj_task_free(t);
+    reopen();
+    return took;
+}
+
 /* A stop ends `sh -c 'sleep 1000 & sleep 1000; wait'` and everything it
  * started, at once (they do not ignore SIGTERM). */
 static void test_stop_group(void)
 {
-    vt_clear();
-    sj_task *t = vt_job("stopme", "");
-    vt_stopper s;
-    sj_run r;
-    vt_stop_after(&s, t, 300);
-    sj_vm_run(vm, t, &r);
-    long long done = sj_mono_ms();
-    pthread_join(s.th, NULL);
-    CHECKF(r.outcome == SJ_OUT_STOPPED, "stopme: %s",
-           sj_outcome_name(r.outcome));
-    CHECKF(done - s.set_at < MS(200), "ended %lld ms after the stop",
-           done - s.set_at);
-    long pgid = pgid_from_log();
-    CHECKF(pgid > 0, "no pgid in the log");
-    CHECKF(pgid > 0 && group_members(pgid) == 0,
-           "%d processes left in group %ld", group_members(pgid), pgid);
-    printf("    stop: group %ld gone %lld ms after the stop flag\n", pgid,
-           done - s.set_at);
-    sj_run_free(&r);
-    sj_task_free(t);
-    reopen();
+    long long took = stop_case("stopme");
+    CHECKF(took < MS(200), "ended %lld ms after the stop", took);
+    printf("    stop: group gone %lld ms after the stop flag\n", took);
 }
 
 /* A child that ignores SIGTERM is killed kill_grace after the stop, and
  * a pcall around sj.exec does not keep the handler alive. */
 static void test_kill_grace(void)
 {
-    vt_clear();
-    sj_task *t = vt_job("stubborn", "");
-    vt_stopper s;
-    sj_run r;
-    vt_stop_after(&s, t, 300);
-    sj_vm_run(vm, t, &r);
-    long long done = sj_mono_ms();
-    pthread_join(s.th, NULL);
-    CHECKF(r.outcome == SJ_OUT_STOPPED, "stubborn: %s",
-           sj_outcome_name(r.outcome));
-    CHECKF(done - s.set_at >= 490 && done - s.set_at < 500 + MS(300),
-           "ended %lld ms after the stop (kill_grace 0.5 s)", done - s.set_at);
-    long pgid = pgid_from_log();
-    CHECKF(pgid > 0 && group_members(pgid) == 0,
-           "%d processes left in group %ld", group_members(pgid), pgid);
-    printf("    SIGTERM ignored: group gone %lld ms after the stop\n",
-           done - s.set_at);
-    sj_run_free(&r);
-    sj_task_free(t);
-    reopen();
+    long long took = stop_case("stubborn");
+    CHECKF(took >= 490 && took < 500 + MS(300),
+           "ended %lld ms after the stop (kill_grace 0.5 s)", took);
+    printf("    SIGTERM ignored: group gone %lld ms after the stop\n", took);
 }
 
 /* The task's deadline ends the command like a stop, as a timeout. */
@@ -270,8 +227,8 @@ static void test_deadline(void)
            sj_outcome_name(r.outcome));
     CHECKF(late < MS(200), "ended %lld ms after the deadline", late);
     long pgid = pgid_from_log();
-    CHECKF(pgid > 0 && group_members(pgid) == 0,
-           "%d processes left in group %ld", group_members(pgid), pgid);
+    CHECKF(pgid > 0 && sj_group_members(pgid) == 0,
+           "%d processes left in group %ld", sj_group_members(pgid), pgid);
     sj_run_free(&r);
     sj_task_free(t);
     reopen();

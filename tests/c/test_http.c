@@ -218,18 +218,12 @@ static void test_own_timeout(void)
 static void test_stop_mid_body(void)
 {
     sj_task *t = vt_job("slow", base);
-    vt_stopper s;
     sj_run r;
-    vt_stop_after(&s, t, 300);
-    sj_vm_run(vm, t, &r);
-    long long done = sj_mono_ms();
-    pthread_join(s.th, NULL);
+    long long took = vt_run_stopped(vm, t, 300, &r);
     CHECKF(r.outcome == SJ_OUT_STOPPED, "slow: %s (%s)",
            sj_outcome_name(r.outcome), r.message ? r.message : "");
-    CHECKF(done - s.set_at < MS(100), "stopped %lld ms after the flag",
-           done - s.set_at);
-    printf("    stop mid-body: ended %lld ms after the stop flag\n",
-           done - s.set_at);
+    CHECKF(took < MS(100), "stopped %lld ms after the flag", took);
+    printf("    stop mid-body: ended %lld ms after the stop flag\n", took);
     sj_run_free(&r);
     sj_task_free(t);
     sj_vm_close(vm);
