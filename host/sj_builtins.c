@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <lua.h>
 
 #include "sj_log.h"
 
@@ -140,6 +141,14 @@ bool sj_builtins_hint(const char *name, unsigned mask, char *msg, size_t n)
                  name, builtins[i].key, builtins[i].key);
         return true;
     }
+    return false;
+}
+
+bool sj_builtins_is_executor(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < N_BUILTINS; i++)
+        if (strcmp(name, builtins[i].executor) == 0)
+            return true;
     return false;
 }
 

@@ -9,7 +9,11 @@
  * snailJobPowerShellJobExecutor). They are written against the public
  * `sj` API only; each file gets one argument when it runs, a table
  * { enabled = { http = true, shell = true, ... }, http_allow = { "*.x.com",
- * ... } }, and declares the executors of the enabled keys.
+ * ... }, host_allowed = fn }, and declares the executors of the enabled
+ * keys. host_allowed(host) is what executors/allow.lua returns for the
+ * http_allow list (it is run first). Like the Java client, the host does
+ * not register the built-in names with the server (sj_upstream): the
+ * console lists them on its own.
  *
  * The setting `builtins` (SNAIL_BUILTINS: "http,shell,cmd,powershell" or
  * "all"; blanks around names ignored; sj_config has checked the names)
@@ -27,7 +31,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include <lua.h>
+struct lua_State; /* lua.h: only sj_builtins.c needs it */
 
 enum {
     SJ_BUILTIN_HTTP = 1,
@@ -44,11 +48,15 @@ unsigned sj_builtins_mask(const char *setting);
  * raises on a load error or a duplicate name). `http_allow` may be NULL.
  * Stack: unchanged.
  */
-void sj_builtins_load(lua_State *L, unsigned mask, const char *http_allow);
+void sj_builtins_load(struct lua_State *L, unsigned mask,
+                      const char *http_allow);
 
 /* If `name` is a built-in executor that `mask` does not enable, write a
  * sentence saying how to enable it into msg and return true. */
 bool sj_builtins_hint(const char *name, unsigned mask, char *msg, size_t n);
+
+/* Is `name` one of the four built-in executor names? */
+bool sj_builtins_is_executor(const char *name);
 
 /* "http, shell" or "none" into buf. */
 const char *sj_builtins_describe(unsigned mask, char *buf, size_t n);

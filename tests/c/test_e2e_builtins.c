@@ -511,6 +511,10 @@ static void test_not_enabled(void)
                        HAS("not enabled", "SNAIL_BUILTINS=shell"));
     outcome_free(&o);
     CHECK(h_log_has(&host_a, "built-in script executors are enabled"));
+    /* as the Java client, the built-ins are not registered */
+    CHECK(sj_srv_has_executor(srv, "ownJob"));
+    CHECK(!sj_srv_has_executor(srv, "snailJobHttpExecutor"));
+    CHECK(!sj_srv_has_executor(srv, "snailJobShellJobExecutor"));
     CHECK(!h_log_has(&host_b, "built-in script executors are enabled"));
 }
 
@@ -560,8 +564,10 @@ int main(void)
     h_host_dir(&host_b);
     snprintf(work, sizeof work, "%s/work", host_a.dir);
     mkdir(work, 0700);
-    /* no executor files of their own: the built-ins are enough */
-    h_write_file(host_a.dir, "executors/none.lua", "-- nothing\n");
+    /* one executor of its own (registration), the rest built in */
+    h_write_file(host_a.dir, "executors/own.lua",
+                 "local sj = require 'snailjob'\n"
+                 "sj.job('ownJob', function() end)\n");
     h_write_file(host_b.dir, "executors/none.lua", "-- nothing\n");
     h_host_start(&host_a, emu_port, "SNAIL_BUILTINS=all",
                  "SNAIL_BEAT_INTERVAL=0.2", "SNAIL_LOG_REMOTE_INTERVAL=0.02",
