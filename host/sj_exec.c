@@ -121,7 +121,8 @@ static int proc_close(lua_State *L)
     return 0;
 }
 
-/* ---- the one place this unit asks whether the run must end -------------- */
+/* ---- the run's limits: the only calls into the interruption machinery
+ * (sj_lualib today; it may move to its own unit) -------------------------- */
 
 static sj_trip run_tripped(lua_State *L)
 {
@@ -129,6 +130,13 @@ static sj_trip run_tripped(lua_State *L)
     if (!ctx->armed)
         return SJ_TRIP_NONE;
     return ctx->tripped != SJ_TRIP_NONE ? ctx->tripped : sj_lualib_poll(ctx);
+}
+
+/* Raise the host's uncatchable interruption for `why` (after the caller
+ * released what it holds). Never returns. */
+static int raise_trip(lua_State *L, sj_trip why)
+{
+    return sj_lualib_interrupt(L, why);
 }
 
 /* ---- options --------------------------------------------------------------
@@ -468,7 +476,7 @@ static int exec_call(lua_State *L)
 
     sj_trip why = run_tripped(L);
     if (why != SJ_TRIP_NONE)
-        return sj_lualib_interrupt(L, why);
+        return raise_trip(L, why);
 
     proc *p = lua_newuserdatauv(L, sizeof *p, 0);
     memset(p, 0, sizeof *p);
@@ -569,7 +577,7 @@ static int exec_call(lua_State *L)
 
     if (why != SJ_TRIP_NONE) {
         proc_end(p); /* before the unwinding, which runs it again */
-        return sj_lualib_interrupt(L, why);
+        return raise_trip(L, why);
     }
     if (own_timeout) {
         char secs[32];

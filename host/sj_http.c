@@ -100,7 +100,8 @@ static agent *get_agent(lua_State *L)
     return a;
 }
 
-/* ---- the one place this unit asks whether the run must end -------------- */
+/* ---- the run's limits: the only calls into the interruption machinery
+ * (sj_lualib today; it may move to its own unit) -------------------------- */
 
 /* Stop or timeout of the armed run (a trip), or SJ_TRIP_NONE. */
 static sj_trip run_tripped(lua_State *L)
@@ -109,6 +110,13 @@ static sj_trip run_tripped(lua_State *L)
     if (!ctx->armed)
         return SJ_TRIP_NONE;
     return ctx->tripped != SJ_TRIP_NONE ? ctx->tripped : sj_lualib_poll(ctx);
+}
+
+/* Raise the host's uncatchable interruption for `why` (after the caller
+ * released what it holds). Never returns. */
+static int raise_trip(lua_State *L, sj_trip why)
+{
+    return sj_lualib_interrupt(L, why);
 }
 
 /* ---- curl callbacks ------------------------------------------------------ */
@@ -331,7 +339,7 @@ static int do_request(lua_State *L, int t)
     sj_trip why = run_tripped(L);
     if (why != SJ_TRIP_NONE) {
         agent_reset(a);
-        return sj_lualib_interrupt(L, why);
+        return raise_trip(L, why);
     }
     setup(a, &r);
     if (curl_multi_add_handle(a->multi, a->easy) != CURLM_OK) {
@@ -364,7 +372,7 @@ static int do_request(lua_State *L, int t)
         why = run_tripped(L);
         if (why != SJ_TRIP_NONE) {
             agent_reset(a); /* aborts the transfer */
-            return sj_lualib_interrupt(L, why);
+            return raise_trip(L, why);
         }
         if (running > 0)
             curl_multi_poll(a->multi, NULL, 0, SLICE_MS, NULL);
