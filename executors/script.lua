@@ -10,7 +10,7 @@
 -- (scriptParams is the script), DOWNLOAD (scriptParams is a URL).
 --
 -- As the Java client (builtins.md §3.1): files shell_<jobId>.sh,
--- cmd_<jobId>.bat, powershell_<jobId>.ps1; argv `sh <path>`; exit 0
+-- cmd_<jobId>.bat, powershell_<jobId>.ps1, mode 755; argv `sh <path>`; exit 0
 -- succeeds with "Script executed successfully.", anything else fails with
 -- "Script execution failed."; the same failure messages for a missing file
 -- and an unknown method. Not as its bugs: the script runs once; its stdout
@@ -143,6 +143,8 @@ local function script_executor(kind)
               kind.ext
     write_file(ws.file, text)
     sj.log.info("Generate executable file successfully, path: %s", ws.file)
+    sj.exec { "chmod", "755", ws.file, log = false }
+    sj.log.info("chmod 755 authorization complete, ready to start execution~")
 
     local r = sj.exec(argv_of(ws.file))
     if r.code == 0 then

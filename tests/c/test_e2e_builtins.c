@@ -337,8 +337,8 @@ static void test_shell_script_code(void)
     snprintf(
         code, sizeof code,
         "echo hello from \"shell\"\necho \"oo\"ps >&2\necho ran >> %s/count\n"
-        "echo \"$0\" > %s/path\nstat -c %%a \"$(dirname \"$0\")\" > "
-        "%s/mode\n",
+        "echo \"$0\" > %s/path\nstat -c %%a \"$(dirname \"$0\")\" \"$0\" "
+        "> %s/mode\n",
         work, work, work);
     outcome o = expect(target_a, "snailJobShellJobExecutor",
                        script_params("SCRIPT_CODE", code), SJ_SRV_SUCCESS,
@@ -371,12 +371,19 @@ static void test_shell_script_code(void)
     free(path);
     snprintf(p, sizeof p, "%s/mode", work);
     char *mode = h_read_file(p);
-    CHECKF(strcmp(mode, "700\n") == 0, "workspace mode %s", mode);
+    CHECKF(strcmp(mode, "700\n755\n") == 0, "workspace and file modes %s",
+           mode);
     free(mode);
 }
 
 static void test_shell_results(void)
 {
+    /* the console's default object: LOCAL_SCRIPT with an empty path */
+    outcome d = expect(target_a, "snailJobShellJobExecutor",
+                       "{\"method\":\"LOCAL_SCRIPT\",\"scriptParams\":\"\","
+                       "\"charset\":\"\"}",
+                       SJ_SRV_FAIL, HAS("File not found: {}"));
+    outcome_free(&d);
     outcome o = expect(target_a, "snailJobShellJobExecutor",
                        script_params("SCRIPT_CODE", "echo bad; exit 3"),
                        SJ_SRV_FAIL, HAS("Script execution failed."));

@@ -2,7 +2,9 @@
  * test_http.c - sj.http (host/sj_http.c) in a real VM against real
  * servers on 127.0.0.1: a small HTTP/1.1 server of this test (one thread
  * per connection), a listening socket whose backlog is full (a connect
- * that never completes), a closed port, and `openssl s_server` with a
+ * that never completes), a server that accepts and then stays silent (a
+ * TLS handshake and an upload that cannot go on), a closed port, and
+ * `openssl s_server` with a
  * self-signed certificate made at test time.
  *
  * Handlers check what they got with assert() and return sj.success, so an
@@ -149,7 +151,17 @@ static const char handlers[] =
     "  return sj.success('ok')\n"
     "end)\n"
     "sj.job('slow', function(a)\n"
-    "  while true do pcall(sj.http.get, a.job_params .. '/slow') end\n"
+    "  while true do\n"
+    "    sj.log.info('attempt')\n"
+    "    pcall(sj.http.get, a.job_params .. '/slow')\n"
+    "  end\n"
+    "end)\n"
+    "sj.job('upload', function(a)\n"
+    "  local big = string.rep('u', 32 * 1024 * 1024)\n"
+    "  while true do\n"
+    "    sj.log.info('attempt')\n"
+    "    pcall(sj.http.post, a.job_params, big)\n"
+    "  end\n"
     "end)\n"
     "sj.job('tls', function(a)\n"
     "  local ok, e = pcall(sj.http.get, a.job_params)\n"
@@ -213,13 +225,25 @@ static void test_own_timeout(void)
     CHECKF(took >= 250 && took < MS(1500), "timeout=0.3 took %lld ms", took);
 }
 
+/* Task log lines saying "attempt": 1 when the request was still waiting
+ * when the run ended (not failing fast in a pcall loop). */
+static int attempts(void)
+{
+    int n = 0;
+    for (int i = 0; i < vt_nlines; i++)
+        n += strcmp(vt_lines[i].msg, "attempt") == 0;
+    return n;
+}
+
 /* A stop while the body trickles in (and a pcall around the request)
  * ends the run within 100 ms. */
 static void test_stop_mid_body(void)
 {
+    vt_clear();
     sj_task *t = vt_job("slow", base);
     sj_run r;
     long long took = vt_run_stopped(vm, t, 300, &r);
+    CHECKF(attempts() == 1, "%d attempts", attempts());
     CHECKF(r.outcome == SJ_OUT_STOPPED, "slow: %s (%s)",
            sj_outcome_name(r.outcome), r.message ? r.message : "");
     CHECKF(took < MS(100), "stopped %lld ms after the flag", took);
@@ -232,9 +256,11 @@ static void test_stop_mid_body(void)
 
 /* The task's deadline passes during a download, and during a connect
  * that never completes (a listening socket whose backlog is full). */
-static void deadline_case(const char *what, const char *url)
+static void deadline_case(const char *what, const char *executor,
+                          const char *url)
 {
-    sj_task *t = vt_job("slow", url);
+    vt_clear();
+    sj_task *t = vt_job(executor, url);
     sj_run r;
     t->deadline_ms = sj_mono_ms() + 300;
     sj_vm_run(vm, t, &r);
@@ -243,6 +269,7 @@ static void deadline_case(const char *what, const char *url)
            sj_outcome_name(r.outcome), r.message ? r.message : "");
     CHECKF(late >= 0 && late < MS(100), "%s: ended %lld ms after the deadline",
            what, late);
+    CHECKF(attempts() == 1, "%s: %d attempts", what, attempts());
     printf("    timeout during %s: ended %lld ms after the deadline\n", what,
            late);
     sj_run_free(&r);
@@ -251,9 +278,25 @@ static void deadline_case(const char *what, const char *url)
     open_vm();
 }
 
+static int hold_fd, held[64], n_held;
+
+static void *hold(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int c = accept(hold_fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        if (n_held < 64)
+            held[n_held++] = c;
+        else
+            close(c);
+    }
+}
+
 static void test_deadline(void)
 {
-    deadline_case("download", base);
+    deadline_case("download", "slow", base);
 
     int port, fd = httpd_listen(&port, 0), fill[8];
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -266,10 +309,25 @@ static void test_deadline(void)
     sleep_ms(100);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-    deadline_case("connect", url);
+    deadline_case("connect", "slow", url);
     for (int i = 0; i < 8; i++)
         close(fill[i]);
     close(fd);
+
+    /* a server that accepts and then neither reads nor writes: a TLS
+     * handshake waits for its answer, an upload for room to send */
+    pthread_t th;
+    hold_fd = httpd_listen(&port, 16);
+    pthread_create(&th, NULL, hold, NULL);
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/", port);
+    deadline_case("TLS handshake", "slow", url);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/up", port);
+    deadline_case("upload", "upload", url);
+    shutdown(hold_fd, SHUT_RDWR);
+    close(hold_fd);
+    pthread_join(th, NULL);
+    for (int i = 0; i < n_held; i++)
+        close(held[i]);
 }
 
 static void test_tls(void)
