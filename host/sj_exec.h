@@ -33,10 +33,17 @@
  * timeout. No file descriptor, buffer or process outlives the call, also
  * when the interruption unwinds it.
  *
+ * Reaping: on first use the host process becomes a child subreaper
+ * (PR_SET_CHILD_SUBREAPER), so members of a child's group whose parent
+ * died are given to the host rather than to PID 1 (which may never reap
+ * them in a container); each call reaps its own group with
+ * waitpid(-pgid). It waits for its child's exit on a pidfd where the
+ * kernel has pidfd_open, else in short sleeps.
+ *
  * Threads: runs on the thread that owns the state; uses no signal
- * handlers (it polls with waitpid(WNOHANG)), so other threads' children
- * are untouched. The host ignores SIGPIPE (main.c), so writing stdin to a
- * child that closed it is an EPIPE, not a signal.
+ * handlers and waits only for its own process group, so other threads'
+ * children are untouched. The host ignores SIGPIPE (main.c), so writing stdin
+ * to a child that closed it is an EPIPE, not a signal.
  */
 #ifndef SJ_EXEC_H
 #define SJ_EXEC_H

@@ -511,6 +511,28 @@ static void test_cmd_powershell(void)
     outcome_free(&o);
 }
 
+/* `check` says which built-ins are on and lists them as executors. */
+static void test_check(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && SNAIL_BUILTINS=http,shell SNAIL_EXECUTORS=executors "
+             "SNAIL_SERVER_PORT=%d '%s' check 2>&1",
+             host_a.dir, h_free_port(), getenv("SJ_BINARY"));
+    FILE *p = popen(cmd, "r");
+    char out[8192];
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    if (p != NULL)
+        pclose(p);
+    CHECKF(strstr(out, "builtins: http (snailJobHttpExecutor), shell "
+                       "(snailJobShellJobExecutor)"),
+           "check: %s", out);
+    CHECKF(strstr(out, "snailJobShellJobExecutor") &&
+               !strstr(out, "snailJobCMDJobExecutor"),
+           "check: %s", out);
+}
+
 static void test_not_enabled(void)
 {
     outcome o = expect(target_b, "snailJobShellJobExecutor",
@@ -604,6 +626,7 @@ int main(void)
     RUN(test_shell_timeout);
     RUN(test_cmd_powershell);
     RUN(test_not_enabled);
+    RUN(test_check);
     CHECK(h_host_alive(&host_a));
     CHECK(h_host_alive(&host_b));
 
