@@ -10,6 +10,7 @@
  *   /redirect  302 to /hello
  *   /big       200, 100000 bytes
  *   /slow      200 promising 1 MB, sending 10 bytes every 50 ms
+ *   http://... (a proxy request) 200, the URL as the body
  *   other      404 "nope"
  * httpd_start() listens on a free port (httpd_port); httpd_stop() closes
  * the listener and joins its thread.
@@ -112,6 +113,9 @@ static int serve_one(int fd)
               5);
     } else if (strcmp(path, "/echo") == 0) {
         reply(fd, "200 OK", "", req, got);
+    } else if (strncmp(path, "http://", 7) == 0) {
+        /* a request for a full URL: we were used as a proxy */
+        reply(fd, "200 OK", "", path, strlen(path));
     } else if (strcmp(path, "/created") == 0) {
         reply(fd, "201 Created", "", "made", 4);
     } else if (strcmp(path, "/script") == 0) {

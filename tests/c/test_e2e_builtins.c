@@ -259,6 +259,31 @@ static void test_http_url_and_timeout(void)
     outcome_free(&o);
 }
 
+/* A stop from the console ends an HTTP job waiting on a slow server. */
+static void test_http_stop(void)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/slow", base);
+    sj_srv_job j = job_on(target_a, "snailJobHttpExecutor",
+                          http_params("get", url, "{}", "\"\"", "\"\"", "60"));
+    int64_t batch = 0, task_id = 0;
+    CHECK(sj_srv_trigger(srv, &j, &batch) == 0);
+    sj_srv_task_info *v = NULL;
+    size_t n = 0;
+    if (sj_srv_batch_tasks(srv, batch, &v, &n) == 0 && n == 1)
+        task_id = v[0].task_id;
+    sj_srv_tasks_free(v, n);
+    CHECK(wait_log(task_id, "Request URL", H_MS(3000)) != NULL);
+    h_sleep_ms(200);
+    long long t0 = h_now();
+    CHECK(sj_srv_stop_batch(srv, batch) == 0);
+    CHECK(wait_log(task_id, "interrupted: stopped by the server", H_MS(3000)));
+    long long took = h_now() - t0;
+    CHECKF(took < H_MS(500), "interrupted %lld ms after the stop", took);
+    printf("    HTTP job stopped: interrupted line %lld ms after the stop\n",
+           took);
+}
+
 static void test_http_status_and_errors(void)
 {
     char url[128];
@@ -618,6 +643,7 @@ int main(void)
     RUN(test_http_methods);
     RUN(test_http_url_and_timeout);
     RUN(test_http_status_and_errors);
+    RUN(test_http_stop);
     RUN(test_http_wf_context);
     RUN(test_http_allow);
     RUN(test_shell_script_code);

@@ -109,6 +109,12 @@ static const char handlers[] =
     "  assert(r.body == 'nope', r.body)\n"
     "  return sj.success('ok')\n"
     "end)\n"
+    "sj.job('proxy', function(a)\n"
+    "  local r = sj.http.get('http://proxied.invalid/x')\n"
+    "  assert(r.status == 200, r.status)\n"
+    "  assert(r.body == 'http://proxied.invalid/x', r.body)\n"
+    "  return sj.success('ok')\n"
+    "end)\n"
     "sj.job('refused', function(a)\n"
     "  local ok, e = pcall(sj.http.get, a.job_params)\n"
     "  assert(not ok)\n"
@@ -206,6 +212,14 @@ static void test_get_post(void)
     expect_ok("redirect", base);
     expect_ok("maxbody", base);
     expect_ok("badopts", base);
+}
+
+/* http_proxy in the environment is used, as curl does. */
+static void test_proxy(void)
+{
+    setenv("http_proxy", base, 1);
+    expect_ok("proxy", base);
+    unsetenv("http_proxy");
 }
 
 static void test_refused(void)
@@ -365,6 +379,7 @@ int main(void)
     open_vm();
 
     RUN(test_get_post);
+    RUN(test_proxy);
     RUN(test_refused);
     RUN(test_own_timeout);
     RUN(test_stop_mid_body);
