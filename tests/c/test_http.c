@@ -162,8 +162,8 @@ static const char handlers[] =
     "    pcall(sj.http.get, a.job_params .. '/slow')\n"
     "  end\n"
     "end)\n"
+    "local big = string.rep('u', 32 * 1024 * 1024) -- made before any run\n"
     "sj.job('upload', function(a)\n"
-    "  local big = string.rep('u', 32 * 1024 * 1024)\n"
     "  while true do\n"
     "    sj.log.info('attempt')\n"
     "    pcall(sj.http.post, a.job_params, big)\n"
@@ -276,7 +276,7 @@ static void deadline_case(const char *what, const char *executor,
     vt_clear();
     sj_task *t = vt_job(executor, url);
     sj_run r;
-    t->deadline_ms = sj_mono_ms() + 300;
+    t->deadline_ms = sj_mono_ms() + MS(300);
     sj_vm_run(vm, t, &r);
     long long late = sj_mono_ms() - t->deadline_ms;
     CHECKF(r.outcome == SJ_OUT_TIMEOUT, "%s: %s (%s)", what,
