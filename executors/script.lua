@@ -38,13 +38,17 @@ local function empty(s)
 end
 
 -- A fresh private directory (mktemp -d makes it 0700), removed with its
--- one file when the returned value is closed.
+-- one file when the returned value is closed, or else when it is
+-- collected: an interrupted handler's state is closed by the host right
+-- after the run, which collects it.
 local Workspace = {}
 Workspace.__index = Workspace
 Workspace.__close = function(self)
   if self.file then os.remove(self.file) end
   if self.dir then os.remove(self.dir) end
+  self.file, self.dir = nil, nil
 end
+Workspace.__gc = Workspace.__close
 
 local function workspace()
   local r = sj.exec { "mktemp", "-d", "-t", "snailjob-script.XXXXXXXX",

@@ -459,10 +459,11 @@ static void test_shell_results(void)
  * ends the whole process tree at once. */
 static void test_shell_stream_and_stop(void)
 {
-    sj_srv_job j = job_on(
-        target_a, "snailJobShellJobExecutor",
-        script_params("SCRIPT_CODE", "echo pgid $$\nsleep 1000 &\nsleep 1000\n"
-                                     "wait\n"));
+    sj_srv_job j =
+        job_on(target_a, "snailJobShellJobExecutor",
+               script_params("SCRIPT_CODE",
+                             "echo pgid $$ $0\nsleep 1000 &\nsleep 1000\n"
+                             "wait\n"));
     int64_t batch = 0;
     CHECK(sj_srv_trigger(srv, &j, &batch) == 0);
     sj_srv_task_info *v = NULL;
@@ -477,6 +478,7 @@ static void test_shell_stream_and_stop(void)
            sj_srv_batch_status(srv, batch));
     /* read the pgid from the log record */
     long pgid = 0;
+    char script[256] = "";
     for (size_t i = 0; i < sj_srv_log_count(srv) && pgid == 0; i++) {
         char *text = NULL;
         if (sj_srv_log_get(srv, i, &text) != 0)
@@ -486,7 +488,7 @@ static void test_shell_stream_and_stop(void)
         const char *msg = field_of(rec, "message");
         if (msg && strncmp(msg, "pgid ", 5) == 0 &&
             json_integer_value(json_object_get(rec, "taskId")) == task_id)
-            pgid = atol(msg + 5);
+            sscanf(msg, "pgid %ld %255s", &pgid, script);
         json_decref(rec);
     }
     CHECKF(pgid > 0 && sj_group_members(pgid) >= 2,
@@ -501,6 +503,14 @@ static void test_shell_stream_and_stop(void)
            pgid);
     printf("    stop: interrupted and group %ld gone within %lld ms\n", pgid,
            took);
+    /* the workspace is removed after the stop too (when the interrupted
+     * state is closed, at the latest) */
+    struct stat st;
+    long long until = h_now() + H_MS(1000);
+    while (script[0] == '/' && stat(script, &st) == 0 && h_now() < until)
+        h_sleep_ms(10);
+    CHECKF(script[0] == '/' && stat(script, &st) != 0,
+           "script '%s' still there after the stop", script);
 }
 
 static void test_shell_timeout(void)

@@ -162,7 +162,7 @@ static const char handlers[] =
     "    pcall(sj.http.get, a.job_params .. '/slow')\n"
     "  end\n"
     "end)\n"
-    "local big = string.rep('u', 32 * 1024 * 1024) -- made before any run\n"
+    "local big = string.rep('u', 16 * 1024 * 1024) -- made before any run\n"
     "sj.job('upload', function(a)\n"
     "  while true do\n"
     "    sj.log.info('attempt')\n"
