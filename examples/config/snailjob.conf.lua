@@ -26,4 +26,6 @@ return {
   lua_path = "",                                       -- package.path for executors ("" = Lua's default)
   lua_cpath = "",                                      -- package.cpath for executors ("" = Lua's default)
   rpc_timeout = 10,                                    -- seconds per call to the server
+  builtins = "",                                       -- built-in executors: "http,shell,cmd,powershell" or "all"
+  http_allow = "",                                     -- hosts the built-in HTTP job may reach: "*.example.com,api.x"
 }
