@@ -486,6 +486,10 @@ int main(int argc, char **argv)
      * per-thread tcache serves most small allocations without the arena
      * lock, and jobs/s did not drop (BENCHMARKS.md). */
     mallopt(M_ARENA_MAX, 1);
+    /* Every mode runs handlers (`run`, `check` loads them): a peer or a
+     * child that goes away is an EPIPE to the writer, never the end of
+     * the process (sj.http over TLS, sj.exec's stdin). */
+    signal(SIGPIPE, SIG_IGN);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

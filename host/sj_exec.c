@@ -313,10 +313,33 @@ static void drain(out_ctx *oc, stream *s)
     }
 }
 
+/* write(2) to a pipe whose reader may be gone, without SIGPIPE: the
+ * signal is blocked in this thread for the call and, if the write raised
+ * it, taken from the pending set (the host ignores SIGPIPE, but `run`,
+ * `check` and embedders may not). */
+static ssize_t write_nosigpipe(int fd, const char *buf, size_t n)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t w = write(fd, buf, n);
+    int err = errno;
+    if (w < 0 && err == EPIPE && !sigismember(&old, SIGPIPE) &&
+        sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return w;
+}
+
 static void write_stdin(proc *p)
 {
     while (p->in_fd >= 0 && p->in_off < p->in_len) {
-        ssize_t w = write(p->in_fd, p->in + p->in_off, p->in_len - p->in_off);
+        ssize_t w =
+            write_nosigpipe(p->in_fd, p->in + p->in_off, p->in_len - p->in_off);
         if (w > 0) {
             p->in_off += (size_t)w;
         } else if (w < 0 && errno == EINTR) {

@@ -42,8 +42,9 @@
  *
  * Threads: runs on the thread that owns the state; uses no signal
  * handlers and waits only for its own process group, so other threads'
- * children are untouched. The host ignores SIGPIPE (main.c), so writing stdin
- * to a child that closed it is an EPIPE, not a signal.
+ * children are untouched. Writing stdin to a child that closed it is an
+ * EPIPE, never a SIGPIPE (blocked around the write), whatever the process
+ * does with SIGPIPE.
  */
 #ifndef SJ_EXEC_H
 #define SJ_EXEC_H
