@@ -53,6 +53,16 @@ describe("the examples, run locally", function()
     assert.are.equal("FAIL", r.status)
   end)
 
+  it("a built-in that is not enabled names the setting", function()
+    local p = assert(io.popen(string.format(
+      "cd %s && SNAIL_EXECUTORS=examples %s run snailJobShellJobExecutor 2>&1",
+      shell_quote(src), shell_quote(bin))))
+    local out = p:read("a")
+    local _, _, code = p:close()
+    assert.are.equal(1, code)
+    assert.truthy(out:find("SNAIL_BUILTINS=shell", 1, true), out)
+  end)
+
   it("httpCheckJob fails naming the URL it cannot reach", function()
     local r, code, out = run("httpCheckJob", "--params",
       "http://127.0.0.1:1/nothing-listens")
