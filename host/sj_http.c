@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 
 #include "sj_bytes.h"
+#include "sj_limits.h"
 #include "sj_lualib.h"
 #include "sj_opts.h"
 
@@ -100,23 +101,27 @@ static agent *get_agent(lua_State *L)
     return a;
 }
 
-/* ---- the run's limits: the only calls into the interruption machinery
- * (sj_lualib today; it may move to its own unit) -------------------------- */
+/* ---- the run's limits: the only calls into sj_limits --------------------- */
 
-/* Stop or timeout of the armed run (a trip), or SJ_TRIP_NONE. */
+/* The reason to end the wait now, or SJ_TRIP_NONE: a stop or timeout of
+ * the armed run (or load). After a trip (this call made by a __close
+ * handler during the cleanup budget) only once the budget is spent, as
+ * sj_limits_check does. */
 static sj_trip run_tripped(lua_State *L)
 {
     sj_lualib_ctx *ctx = sj_lualib_ctx_of(L);
     if (!ctx->armed)
         return SJ_TRIP_NONE;
-    return ctx->tripped != SJ_TRIP_NONE ? ctx->tripped : sj_lualib_poll(ctx);
+    if (ctx->tripped != SJ_TRIP_NONE)
+        return sj_mono_ms() >= ctx->cleanup_until ? ctx->tripped : SJ_TRIP_NONE;
+    return sj_limits_poll(ctx);
 }
 
 /* Raise the host's uncatchable interruption for `why` (after the caller
  * released what it holds). Never returns. */
 static int raise_trip(lua_State *L, sj_trip why)
 {
-    return sj_lualib_interrupt(L, why);
+    return sj_limits_interrupt(L, why);
 }
 
 /* ---- curl callbacks ------------------------------------------------------ */
