@@ -124,18 +124,12 @@ static int proc_close(lua_State *L)
 
 /* ---- the run's limits: the only calls into sj_limits --------------------- */
 
-/* The reason to end the wait now, or SJ_TRIP_NONE: a stop or timeout of
- * the armed run (or load). After a trip (this call made by a __close
- * handler during the cleanup budget) only once the budget is spent, as
- * sj_limits_check does. */
+/* The reason to end the wait now (a stop or timeout of the armed run;
+ * during a __close handler's cleanup budget, only once it is spent), or
+ * SJ_TRIP_NONE. */
 static sj_trip run_tripped(lua_State *L)
 {
-    sj_lualib_ctx *ctx = sj_lualib_ctx_of(L);
-    if (!ctx->armed)
-        return SJ_TRIP_NONE;
-    if (ctx->tripped != SJ_TRIP_NONE)
-        return sj_mono_ms() >= ctx->cleanup_until ? ctx->tripped : SJ_TRIP_NONE;
-    return sj_limits_poll(ctx);
+    return sj_limits_due(sj_lualib_ctx_of(L));
 }
 
 /* Raise the host's uncatchable interruption for `why` (after the caller

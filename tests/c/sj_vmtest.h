@@ -95,7 +95,10 @@ static inline void vt_clear(void)
 static inline int vt_open(const char *file, sj_vm **vm)
 {
     const char *files[] = {file};
-    sj_vm_options o = {.files = files, .n_files = 1, .task_log = vt_task_log};
+    sj_vm_options o = {.files = files,
+                       .n_files = 1,
+                       .task_log = vt_task_log,
+                       .cleanup_ms = 1000}; /* the setting's default */
     char err[512];
     int rc = sj_vm_open(&o, vm, err, sizeof err);
     CHECKF(rc == 0, "sj_vm_open: %s", err);

@@ -87,6 +87,12 @@ static const char handlers[] =
     "sj.job('stopme', function(a)\n"
     "  sj.exec{ 'sh', '-c', 'echo $$; sleep 1000 & sleep 1000; wait' }\n"
     "end)\n"
+    "sj.job('cleanup', function(a)\n"
+    "  local guard <close> = setmetatable({}, { __close = function()\n"
+    "    sj.exec{ 'sh', '-c', 'echo cleaned up' }\n"
+    "  end })\n"
+    "  sj.exec{ 'sleep', '1000' }\n"
+    "end)\n"
     "sj.job('stubborn', function(a)\n"
     "  while true do\n"
     "    pcall(sj.exec, { 'sh', '-c',\n"
@@ -216,6 +222,23 @@ static void test_kill_grace(void)
     printf("    SIGTERM ignored: group gone %lld ms after the stop\n", took);
 }
 
+/* A __close handler may still run a command within the cleanup budget
+ * after the stop ended the first one. */
+static void test_cleanup_exec(void)
+{
+    vt_clear();
+    sj_task *t = vt_job("cleanup", "");
+    sj_run r;
+    long long took = vt_run_stopped(vm, t, 200, &r);
+    CHECKF(r.outcome == SJ_OUT_STOPPED, "cleanup: %s",
+           sj_outcome_name(r.outcome));
+    CHECKF(vt_find("cleaned up") != NULL, "the __close command did not run");
+    CHECKF(took < MS(500), "ended %lld ms after the stop", took);
+    sj_run_free(&r);
+    sj_task_free(t);
+    reopen();
+}
+
 /* The task's deadline ends the command like a stop, as a timeout. */
 static void test_deadline(void)
 {
@@ -253,6 +276,7 @@ int main(void)
     RUN(test_leftover);
     RUN(test_stop_group);
     RUN(test_kill_grace);
+    RUN(test_cleanup_exec);
     RUN(test_deadline);
 
     sj_vm_close(vm);
