@@ -32,6 +32,8 @@ return {
   result_max = 1048576,                                -- a larger result is reported FAIL with both sizes
   log_queue_max_bytes = 67108864,                      -- task log lines waiting; beyond, the oldest are dropped
   queue_max_bytes = 268435456,                         -- dispatches waiting, in bytes; beyond, refused
+  builtins = "",                                       -- built-in executors: "http,shell,cmd,powershell" or "all"
+  http_allow = "",                                     -- hosts the built-in HTTP job may reach: "*.example.com,api.x"
   lua_allow = "",                                      -- sandbox give-backs: "os.execute,io.popen,debug"
   stop_grace = 3,                                      -- s a stopped task may stay in a C call before its worker is retired
   load_timeout = 5,                                    -- s an executor file may take to load
