@@ -17,6 +17,7 @@
 #include <lualib.h>
 
 #include "sj_error.h"
+#include "sj_log.h"
 #include "sj_text.h"
 
 /* The server stores a node's labels in a varchar(512) (protocol.md §3.1). */
@@ -90,16 +91,17 @@ static const struct setting settings[] = {
         "764d604ec6fc45f68cd92514c40e9e1a", namespace_id),
     STR("group_name", "SNAIL_GROUP_NAME", K_NAME, "snail_job_demo_group",
         group_name),
-    STR("token", "SNAIL_TOKEN", K_TEXT, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj",
+    /* non-empty: an empty token would let empty inbound tokens pass */
+    STR("token", "SNAIL_TOKEN", K_NAME, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj",
         token),
     STR("labels", "SNAIL_LABELS", K_LABELS, "", labels),
     STR("log_level", "SNAIL_LOG_LEVEL", K_LOG_LEVEL, "INFO", log_level),
     STR("log_file", "SNAIL_LOG_FILE", K_TEXT, "", log_file),
     STR("executors", "SNAIL_EXECUTORS", K_PATHS, "", executors),
     RANGED("workers", "SNAIL_WORKERS", K_INT, "4", workers, 1, 1024, NULL),
-    RANGED("beat_interval", "SNAIL_BEAT_INTERVAL", K_NUMBER, "10",
-           beat_interval, 0, 30,
-           "the server forgets a client after 40 s without a beat"),
+    RANGED0("beat_interval", "SNAIL_BEAT_INTERVAL", "10", beat_interval, 1, 30,
+            "at least 1 s; the server forgets a client after 40 s without "
+            "a beat"),
     RANGED("executor_type", "SNAIL_EXECUTOR_TYPE", K_INT, "2", executor_type, 1,
            3, "1 Java, 2 Python, 3 Go"),
     RANGED("queue_size", "SNAIL_QUEUE_SIZE", K_INT, "1024", queue_size, 1,
@@ -264,13 +266,22 @@ static void format_number(double d, char *buf, size_t n)
         snprintf(buf, n, "%.17g", d);
 }
 
+static int suggest_index(const char *key);
+
 /* The known key closest to `key` (case and a "snail_" prefix ignored) if
  * it is at most 2 edits away, else NULL. */
 static const char *suggest(const char *key)
 {
+    int i = suggest_index(key);
+    return i >= 0 ? settings[i].key : NULL;
+}
+
+static int suggest_index(const char *key)
+{
     char low[64];
-    const char *k = low, *best = NULL;
+    const char *k = low;
     size_t i, d, best_d = 3;
+    int best = -1;
 
     for (i = 0; key[i] != '\0' && i < sizeof low - 1; i++)
         low[i] = (char)tolower((unsigned char)key[i]);
@@ -281,7 +292,7 @@ static const char *suggest(const char *key)
         d = sj_text_distance(k, settings[i].key, 0);
         if (d < best_d) {
             best_d = d;
-            best = settings[i].key;
+            best = (int)i;
         }
     }
     return best;
@@ -675,6 +686,44 @@ static const char *dotenv_line(char *line, char **name, char **value)
     return NULL;
 }
 
+/* A SNAIL_* name that is no setting: a typo, most likely. Warn, naming
+ * the closest known one (the variable itself is not an error: other tools
+ * may share the prefix). */
+static void warn_unknown(const char *name, const char *file, int line)
+{
+    char where[300] = "";
+    int i;
+
+    if (strncmp(name, "SNAIL_", 6) != 0)
+        return;
+    if (file != NULL)
+        snprintf(where, sizeof where, "%s:%d: ", file, line);
+    i = suggest_index(name);
+    if (i >= 0)
+        SJ_WARN("%sunknown setting %s ignored (did you mean %s?)", where, name,
+                settings[i].env);
+    else
+        SJ_WARN("%sunknown setting %s ignored (snailjob-lua --print-config "
+                "lists the settings)",
+                where, name);
+}
+
+static void warn_unknown_env(void)
+{
+    extern char **environ;
+    char name[128];
+
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        size_t len = strcspn(*e, "=");
+        if (len >= sizeof name || strncmp(*e, "SNAIL_", 6) != 0)
+            continue;
+        memcpy(name, *e, len);
+        name[len] = '\0';
+        if (find_env(name) < 0)
+            warn_unknown(name, NULL, 0);
+    }
+}
+
 static int load_dotenv(struct loader *ld, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -695,7 +744,10 @@ static int load_dotenv(struct loader *ld, const char *path)
             rc = fail(ld, "%s:%d: %s", path, lineno, why);
             break;
         }
-        if (name == NULL || (i = find_env(name)) < 0)
+        i = -1;
+        if (name != NULL && (i = find_env(name)) < 0)
+            warn_unknown(name, path, lineno);
+        if (name == NULL || i < 0)
             continue; /* like the environment: unknown names are not ours */
         if ((dup = strdup(value)) == NULL) {
             rc = nomem(ld);
@@ -884,6 +936,7 @@ int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
     if (ld.dotenv != NULL && (cfg->dotenv_path_ = strdup(ld.dotenv)) == NULL)
         goto fail_nomem;
 
+    warn_unknown_env();
     for (size_t i = 0; i < NSETTINGS; i++) {
         src = SJ_SRC_DEFAULT;
         text = settings[i].def;
@@ -945,6 +998,10 @@ void sj_config_item_get(const sj_config *cfg, size_t i, sj_config_item *out)
     } else if (s->kind == K_NUMBER) {
         format_number(*(const double *)(const void *)field, out->value,
                       sizeof out->value);
+    } else if (s->offset == offsetof(sj_config, token)) {
+        /* never printed whole (--print-config, logs) */
+        sj_text_mask(*(char *const *)(const void *)field, out->value,
+                     sizeof out->value);
     } else {
         const char *str = *(char *const *)(const void *)field;
         snprintf(out->value, sizeof out->value, "%s", str ? str : "");

@@ -12,6 +12,7 @@
 
 #include "sj_error.h"
 #include "sj_log.h"
+#include "sj_metrics.h"
 #include "sj_vm.h"
 
 #define WATCHDOG_MS 10    /* deadline resolution */
@@ -50,6 +51,7 @@ typedef struct worker {
     gen *gen;  /* what vm was built from; this thread's only */
     unsigned long long failed_gen; /* last generation it could not build */
     atomic_ullong gen_number;      /* gen->number, for other threads */
+    atomic_size_t lua_bytes;       /* vm's memory after its last task */
     sj_task *current;              /* guarded by pool->lock */
     int ready; /* 1 loaded, -1 failed; guarded by pool->lock */
 } worker;
@@ -315,6 +317,31 @@ static sj_task *take_task(sj_pool *pool)
 
 /* ---- workers ----------------------------------------------------------- */
 
+/* The metrics of one ended task (sj_metrics.h). */
+static void count_outcome(const sj_task *t, const sj_run *run, long long ms)
+{
+    sj_metrics_task_finished(t->executor_info, sj_outcome_name(run->outcome),
+                             ms / 1000.0);
+    switch (run->outcome) {
+    case SJ_OUT_TIMEOUT:
+        sj_metrics_interrupted(SJ_CAUSE_TIMEOUT);
+        break;
+    case SJ_OUT_NOMEM:
+        sj_metrics_interrupted(SJ_CAUSE_MEMORY);
+        break;
+    case SJ_OUT_SHUTDOWN:
+        sj_metrics_interrupted(SJ_CAUSE_SHUTDOWN);
+        break;
+    case SJ_OUT_STOPPED:
+        sj_metrics_interrupted(run->stop_reason == SJ_STOP_SHUTDOWN
+                                   ? SJ_CAUSE_SHUTDOWN
+                                   : SJ_CAUSE_STOP);
+        break;
+    default:
+        break;
+    }
+}
+
 static void run_task(worker *w, sj_task *t)
 {
     sj_pool *pool = w->pool;
@@ -337,6 +364,7 @@ static void run_task(worker *w, sj_task *t)
     } else {
         sj_vm_run(w->vm, t, &run);
     }
+    count_outcome(t, &run, sj_mono_ms() - t0);
     SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
              (long long)t->task_batch_id, t->executor_info,
              sj_outcome_name(run.outcome), sj_mono_ms() - t0);
@@ -394,6 +422,7 @@ static int rebuild(worker *w, char *err, size_t errlen)
         gen_unref(w->gen);
         w->gen = g;
         atomic_store(&w->gen_number, g->number);
+        atomic_store(&w->lua_bytes, sj_vm_mem_used(vm));
         SJ_DEBUG("worker-%d on generation %llu (built in %lld ms)", w->index,
                  g->number, sj_mono_ms() - t0);
     } else {
@@ -445,7 +474,11 @@ static void *worker_thread(void *arg)
         w->current = t;
         pthread_mutex_unlock(&pool->lock);
 
+        sj_log_task_begin(t->job_id, t->task_batch_id, t->task_id,
+                          t->executor_info);
         run_task(w, t);
+        sj_log_task_end();
+        atomic_store(&w->lua_bytes, sj_vm_mem_used(w->vm));
         if (sj_vm_needs_rebuild(w->vm)) {
             /* Interrupted or out of memory: the loop's top builds a clean
              * state (from the newest generation) before the next task. */
@@ -789,6 +822,13 @@ size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
 {
     for (int i = 0; i < pool->n_workers && (size_t)i < max; i++)
         out[i] = atomic_load(&pool->workers[i].gen_number);
+    return (size_t)pool->n_workers;
+}
+
+size_t sj_pool_worker_memory(sj_pool *pool, size_t *out, size_t max)
+{
+    for (int i = 0; i < pool->n_workers && (size_t)i < max; i++)
+        out[i] = atomic_load(&pool->workers[i].lua_bytes);
     return (size_t)pool->n_workers;
 }
 

@@ -290,7 +290,7 @@ static void *srv_thread(void *arg)
 int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
                     sj_server **out, int *port)
 {
-    grpc_arg a[4];
+    grpc_arg a[5];
     grpc_channel_args args;
     grpc_server_credentials *creds;
     sj_server *s;
@@ -307,7 +307,11 @@ int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
     set_int_arg(&a[2], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                 10000);
     set_int_arg(&a[3], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    make_args(a, 2, &args);
+    /* gRPC sets SO_REUSEPORT by default: a second host on a port in use
+     * would then bind as well and the kernel would split the server's
+     * connections between two processes. A port in use must fail. */
+    set_int_arg(&a[4], GRPC_ARG_ALLOW_REUSEPORT, 0);
+    make_args(a, 3, &args);
 
     sj_transport_init();
     s->cq = grpc_completion_queue_create_for_next(NULL);
