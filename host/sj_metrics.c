@@ -1,7 +1,7 @@
 #include "sj_metrics.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -18,7 +18,8 @@
 #include "sj_error.h"
 #include "sj_log.h"
 
-/* ---- the counters ---------------------------------------------------------- */
+/* ---- the counters ----------------------------------------------------------
+ */
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                  1,     2.5,  5,     10,   30,  60,   300};
@@ -26,8 +27,8 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 /* sj_outcome_name's names, in order, then everything else. */
 static const char *const statuses[] = {
-    "ok",      "failed",        "error",       "timeout",
-    "stopped", "out-of-memory", "no-executor", "shutdown", "other"};
+    "ok",          "failed",   "error", "timeout", "stopped", "out-of-memory",
+    "no-executor", "shutdown", "other"};
 #define NSTATUSES (sizeof statuses / sizeof statuses[0])
 
 static const char *const refusal_names[SJ_REFUSED__COUNT] = {
@@ -224,8 +225,7 @@ static void escape_label(const char *in, char *out, size_t n)
     out[o] = '\0';
 }
 
-static void family(buf *b, const char *name, const char *type,
-                   const char *help)
+static void family(buf *b, const char *name, const char *type, const char *help)
 {
     bput(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -381,7 +381,8 @@ int sj_metrics_health(char *body, size_t n)
     return 200;
 }
 
-/* ---- serving ---------------------------------------------------------------- */
+/* ---- serving ----------------------------------------------------------------
+ */
 
 static struct MHD_Daemon *daemon_; /* main thread only */
 
@@ -502,12 +503,10 @@ int sj_metrics_serve(const char *where, double beat_interval, int *port,
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     if ((rc = getaddrinfo(host, ports, &hints, &ai)) != 0) {
-        snprintf(err, errlen, "metrics_listen %s: %s", where,
-                 gai_strerror(rc));
+        snprintf(err, errlen, "metrics_listen %s: %s", where, gai_strerror(rc));
         return SJ_EINVAL;
     }
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                ai->ai_protocol);
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
@@ -519,11 +518,10 @@ int sj_metrics_serve(const char *where, double beat_interval, int *port,
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     atomic_store(&beat_ms, (long long)(beat_interval * 1000));
-    daemon_ = MHD_start_daemon((unsigned)flags, 0, NULL, NULL, answer, NULL,
-                               MHD_OPTION_LISTEN_SOCKET, fd,
-                               MHD_OPTION_CONNECTION_LIMIT, 32u,
-                               MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-                               MHD_OPTION_END);
+    daemon_ = MHD_start_daemon(
+        (unsigned)flags, 0, NULL, NULL, answer, NULL, MHD_OPTION_LISTEN_SOCKET,
+        fd, MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT,
+        10u, MHD_OPTION_END);
     if (daemon_ == NULL) {
         snprintf(err, errlen, "metrics: cannot start the HTTP server on %s",
                  where);

@@ -61,7 +61,7 @@ typedef struct sj_metrics_snapshot {
     unsigned long log_lines_sent, log_lines_dropped;
     unsigned long journal_pending;
     double journal_oldest_age_s;
-    int reachable;       /* last heartbeat accepted */
+    int reachable;        /* last heartbeat accepted */
     long long last_ok_ms; /* wall-clock ms of the last accepted call, 0 */
     unsigned long long generation;
     size_t n_workers;

@@ -5,6 +5,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,8 +21,18 @@
 
 /* ---- shared helpers -------------------------------------------------- */
 
+/* gRPC's own log lines go through the host log (one format, one line
+ * each, the token masked), at DEBUG: what matters is said again by our
+ * own error, e.g. a port in use. */
+static void grpc_log_to_host(gpr_log_func_args *args)
+{
+    sj_log(SJ_LOG_DEBUG, "grpc %s:%d: %s", args->file ? args->file : "?",
+           args->line, args->message ? args->message : "");
+}
+
 void sj_transport_init(void)
 {
+    gpr_set_log_function(grpc_log_to_host);
     grpc_init();
 }
 
