@@ -113,7 +113,9 @@ static void print_config(const sj_config *cfg)
 
     for (size_t i = 0; i < sj_config_count(); i++) {
         sj_config_item_get(cfg, i, &it);
-        printf("%-28s %-36s %-8s%s%s\n", it.env, it.value,
+        /* "…" (the token's mask) is 3 bytes and one column */
+        int width = 36 + (strstr(it.value, "\xe2\x80\xa6") ? 2 : 0);
+        printf("%-28s %-*s %-8s%s%s\n", it.env, width, it.value,
                sj_config_source_name(it.source), it.origin ? " " : "",
                it.origin ? it.origin : "");
     }

@@ -478,8 +478,10 @@ static void test_token(void)
     CHECK(rep.status == SJ_STATUS_NO);
     CHECK(str_has(rep.message, "Authentication failed"));
     sj_reply_free(&rep);
-    CHECK(
-        log_wait(&H, "inbound /job/dispatch/v1 refused: SJ-TOKEN", H_MS(2000)));
+    /* Refusals are logged once per 10 s with a count: this one is only
+     * counted (test_e2e_operator checks the count line). */
+    h_sleep_ms(200);
+    CHECK(!h_log_has(&H, "inbound /job/dispatch/v1 refused: SJ-TOKEN"));
 
     /* No SJ-TOKEN header at all; reqId echoed. */
     CHECK(sj_channel_open(H_addr, NULL, &ch) == 0);
@@ -489,7 +491,6 @@ static void test_token(void)
         CHECK(rep.req_id == 4242);
         CHECK(str_has(rep.message, "Authentication failed"));
         sj_reply_free(&rep);
-        CHECK(log_wait(&H, "header missing", H_MS(2000)));
         sj_channel_close(ch);
     }
 
@@ -892,7 +893,7 @@ static void test_server_late(void)
     CHECK(h_host_alive(&h2));
     CHECKF(down_lines(&h2) == 1, "'%s' logged %d times", DOWN_LINE,
            down_lines(&h2));
-    CHECK(h_log_has(&h2, "retrying every 500 ms at most"));
+    CHECK(h_log_has(&h2, "retrying every 1000 ms at most"));
     CHECK(!h_log_has(&h2, UP_LINE));
 
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -1116,7 +1117,9 @@ static void test_config_cli(void)
     expect_row(out, "SNAIL_SERVER_PORT", "1001", "file");
     expect_row(out, "SNAIL_BEAT_INTERVAL", "2.5", "file");
     expect_row(out, "SNAIL_GROUP_NAME", GROUP, "default");
-    expect_row(out, "SNAIL_TOKEN", TOKEN, "default");
+    /* masked: never printed whole */
+    expect_row(out, "SNAIL_TOKEN", "SJ_W\xe2\x80\xa6nj", "default");
+    CHECK(strstr(out, TOKEN) == NULL);
     expect_row(out, "SNAIL_EXECUTOR_TYPE", "2", "default");
     CHECK(str_has(out, "conf.lua")); /* where the file values came from */
     free(out);

@@ -345,8 +345,9 @@ static void test_token_hidden(void)
     out = read_in(&h, "check-wrong.out");
     CHECKF(rc == 1, "check with a wrong token exit %d", rc);
     CHECKF(strstr(out, "Token authentication failed") != NULL, "%s", out);
-    CHECKF(strstr(out, "SJ_W\xe2\x80\xa6" "4e") != NULL, "no mask in: %s",
-           out);
+    CHECKF(strstr(out, "SJ_W\xe2\x80\xa6"
+                       "4e") != NULL,
+           "no mask in: %s", out);
     expect_no_token("check (refused)", out);
     free(out);
     rc = run_cmd(&h, "check.out", NULL, check);
@@ -357,7 +358,9 @@ static void test_token_hidden(void)
     rc = run_cmd(&h, "print.out", NULL, print);
     out = read_in(&h, "print.out");
     CHECK(rc == 0);
-    CHECKF(strstr(out, "SJ_O\xe2\x80\xa6" "2d") != NULL, "%s", out);
+    CHECKF(strstr(out, "SJ_O\xe2\x80\xa6"
+                       "2d") != NULL,
+           "%s", out);
     expect_no_token("--print-config", out);
     free(out);
     rc = run_cmd(&h, "run.out", NULL, run);
@@ -454,15 +457,13 @@ static void test_metrics_and_health(void)
     CHECK(starting);
     CHECK(wait_ready(&h));
     code = http_get(mport, "/healthz", &body);
-    CHECKF(code == 200 && strstr(body, "serving"), "healthz %d %s", code,
-           body);
+    CHECKF(code == 200 && strstr(body, "serving"), "healthz %d %s", code, body);
     free(body);
 
     code = http_get(mport, "/metrics", &body);
     CHECK(code == 200);
-    before = sample(body,
-                    "snailjob_tasks_finished_total{executor=\"okJob\","
-                    "status=\"ok\"}");
+    before = sample(body, "snailjob_tasks_finished_total{executor=\"okJob\","
+                          "status=\"ok\"}");
     CHECK(before == -1); /* no task yet: no series */
     free(body);
     until = h_now() + H_MS(3000);
@@ -597,8 +598,8 @@ static void test_json_logs(void)
          line = strtok_r(NULL, "\n", &save)) {
         json_error_t e;
         json_t *o = json_loads(line, 0, &e);
-        const char *keys[] = {"time",    "level",    "thread",
-                              "job_id",  "task_batch_id", "task_id",
+        const char *keys[] = {"time",     "level",         "thread",
+                              "job_id",   "task_batch_id", "task_id",
                               "executor", "message"};
         lines++;
         if (!json_is_object(o)) {
