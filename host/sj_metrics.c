@@ -312,34 +312,38 @@ char *sj_metrics_render(void)
     bput(&b, "snailjob_state %d\n", atomic_load(&state));
 
     if (have) {
-        family(&b, "snailjob_tasks_running", "gauge", "Tasks running now.");
-        bput(&b, "snailjob_tasks_running %zu\n", s.running);
-        family(&b, "snailjob_tasks_queued", "gauge",
-               "Tasks waiting for a worker.");
-        bput(&b, "snailjob_tasks_queued %zu\n", s.queued);
-        family(&b, "snailjob_log_lines_sent_total", "counter",
-               "Task log lines the server acknowledged.");
-        bput(&b, "snailjob_log_lines_sent_total %lu\n", s.log_lines_sent);
-        family(&b, "snailjob_log_lines_dropped_total", "counter",
-               "Task log lines dropped (queue bound), each one reported.");
-        bput(&b, "snailjob_log_lines_dropped_total %lu\n", s.log_lines_dropped);
-        family(&b, "snailjob_journal_pending", "gauge",
-               "Result reports journaled and not yet acknowledged.");
-        bput(&b, "snailjob_journal_pending %lu\n", s.journal_pending);
-        family(&b, "snailjob_journal_oldest_age_seconds", "gauge",
-               "Age of the oldest unacknowledged result report.");
-        bput(&b, "snailjob_journal_oldest_age_seconds %.3f\n",
-             s.journal_oldest_age_s);
-        family(&b, "snailjob_server_reachable", "gauge",
-               "1 when the last heartbeat was accepted.");
-        bput(&b, "snailjob_server_reachable %d\n", s.reachable ? 1 : 0);
-        family(&b, "snailjob_server_last_success_timestamp_seconds", "gauge",
-               "Unix time of the last accepted heartbeat (0: none yet).");
-        bput(&b, "snailjob_server_last_success_timestamp_seconds %.3f\n",
-             s.last_ok_ms / 1000.0);
-        family(&b, "snailjob_reload_generation", "gauge",
-               "Generation of executor code in force.");
-        bput(&b, "snailjob_reload_generation %llu\n", s.generation);
+        const struct {
+            const char *name, *type, *help;
+            double v;
+        } one[] = {
+            {"snailjob_tasks_running", "gauge", "Tasks running now.",
+             (double)s.running},
+            {"snailjob_tasks_queued", "gauge", "Tasks waiting for a worker.",
+             (double)s.queued},
+            {"snailjob_log_lines_sent_total", "counter",
+             "Task log lines the server acknowledged.",
+             (double)s.log_lines_sent},
+            {"snailjob_log_lines_dropped_total", "counter",
+             "Task log lines dropped (queue bound), each one reported.",
+             (double)s.log_lines_dropped},
+            {"snailjob_journal_pending", "gauge",
+             "Result reports journaled and not yet acknowledged.",
+             (double)s.journal_pending},
+            {"snailjob_journal_oldest_age_seconds", "gauge",
+             "Age of the oldest unacknowledged result report.",
+             s.journal_oldest_age_s},
+            {"snailjob_server_reachable", "gauge",
+             "1 when the last heartbeat was accepted.", s.reachable ? 1 : 0},
+            {"snailjob_server_last_success_timestamp_seconds", "gauge",
+             "Unix time of the last accepted heartbeat (0: none yet).",
+             s.last_ok_ms / 1000.0},
+            {"snailjob_reload_generation", "gauge",
+             "Generation of executor code in force.", (double)s.generation},
+        };
+        for (size_t k = 0; k < sizeof one / sizeof one[0]; k++) {
+            family(&b, one[k].name, one[k].type, one[k].help);
+            bput(&b, "%s %.15g\n", one[k].name, one[k].v);
+        }
         family(&b, "snailjob_lua_memory_bytes", "gauge",
                "Bytes held by each worker's Lua state.");
         for (size_t i = 0; i < s.n_workers; i++)

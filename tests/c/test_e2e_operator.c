@@ -104,6 +104,14 @@ static char *read_in(h_host *h, const char *name)
     return h_read_file(path);
 }
 
+/* run_cmd, then its output (malloc'd); *rc gets the exit status. */
+static char *run_read(h_host *h, const char *out, const char *const *env,
+                      const char *const *args, int *rc)
+{
+    *rc = run_cmd(h, out, env, args);
+    return read_in(h, out);
+}
+
 /* GET http://127.0.0.1:port/path: the status code (or -1) and the body
  * (malloc'd) in *body. */
 static int http_get(int port, const char *path, char **body)
@@ -165,6 +173,26 @@ static double sample(const char *text, const char *series)
             return strtod(p + n + 1, NULL);
     }
     return -1;
+}
+
+/* Scrape until `series` has `value` (the host may still be handling the
+ * reply that changes it); 1 if it did within `ms`. */
+static int wait_sample(int port, const char *series, double value, long long ms)
+{
+    long long until = h_now() + ms;
+    char *body;
+    double v;
+
+    do {
+        http_get(port, "/metrics", &body);
+        v = sample(body, series);
+        free(body);
+        if (v == value)
+            return 1;
+        h_sleep_ms(50);
+    } while (h_now() < until);
+    fprintf(stderr, "  %s is %g, expected %g\n", series, v, value);
+    return 0;
 }
 
 static int node_registered(int port)
@@ -237,7 +265,7 @@ static void test_port_in_use(void)
     b.port = a.port; /* 0.0.0.0 (the default) overlaps 127.0.0.1 */
     h_host_start(&b, emu_port, "SNAIL_TOKEN=" TOKEN, NULL);
     rc = -1;
-    for (int i = 0; i < 1000; i++) {
+    for (long long i = 0; i < H_MS(10000) / 10; i++) {
         int status;
         if (waitpid(b.pid, &status, WNOHANG) == b.pid) {
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
@@ -291,8 +319,7 @@ static void test_check_no_node(void)
     sj_srv_nodes_free(v, before_nodes);
     beats = sj_srv_request_count(srv, "/beat");
     syncs = sj_srv_request_count(srv, "/sync/version");
-    rc = run_cmd(&h, "check.out", NULL, args);
-    out = read_in(&h, "check.out");
+    out = run_read(&h, "check.out", NULL, args, &rc);
     CHECKF(rc == 0, "check exit %d: %s", rc, out);
     CHECKF(strstr(out, "token accepted") != NULL, "%s", out);
     CHECK(sj_srv_request_count(srv, "/sync/version") == syncs + 1);
@@ -311,8 +338,7 @@ static void test_check_no_node(void)
     /* host_ip loopback, the server elsewhere: a warning (and no answer) */
     {
         const char *far[] = {"SNAIL_SERVER_HOST=192.0.2.1", NULL};
-        rc = run_cmd(&h, "check-far.out", far, args);
-        out = read_in(&h, "check-far.out");
+        out = run_read(&h, "check-far.out", far, args, &rc);
         CHECKF(rc == 1, "check against an absent server: exit %d", rc);
         CHECKF(strstr(out, "host_ip 127.0.0.1 is a loopback address") != NULL,
                "%s", out);
@@ -341,8 +367,7 @@ static void test_token_hidden(void)
 
     new_host(&h);
     /* check refused: the server's message repeats the token it got */
-    rc = run_cmd(&h, "check-wrong.out", wrong, check);
-    out = read_in(&h, "check-wrong.out");
+    out = run_read(&h, "check-wrong.out", wrong, check, &rc);
     CHECKF(rc == 1, "check with a wrong token exit %d", rc);
     CHECKF(strstr(out, "Token authentication failed") != NULL, "%s", out);
     CHECKF(strstr(out, "SJ_W\xe2\x80\xa6"
@@ -350,27 +375,23 @@ static void test_token_hidden(void)
            "no mask in: %s", out);
     expect_no_token("check (refused)", out);
     free(out);
-    rc = run_cmd(&h, "check.out", NULL, check);
-    out = read_in(&h, "check.out");
+    out = run_read(&h, "check.out", NULL, check, &rc);
     CHECK(rc == 0);
     expect_no_token("check", out);
     free(out);
-    rc = run_cmd(&h, "print.out", NULL, print);
-    out = read_in(&h, "print.out");
+    out = run_read(&h, "print.out", NULL, print, &rc);
     CHECK(rc == 0);
     CHECKF(strstr(out, "SJ_O\xe2\x80\xa6"
                        "2d") != NULL,
            "%s", out);
     expect_no_token("--print-config", out);
     free(out);
-    rc = run_cmd(&h, "run.out", NULL, run);
-    out = read_in(&h, "run.out");
+    out = run_read(&h, "run.out", NULL, run, &rc);
     CHECKF(rc == 0, "run exit %d: %s", rc, out);
     expect_no_token("run", out);
     free(out);
     /* an empty token is a configuration error */
-    rc = run_cmd(&h, "empty.out", empty, check);
-    out = read_in(&h, "empty.out");
+    out = run_read(&h, "empty.out", empty, check, &rc);
     CHECKF(rc == 2, "empty token exit %d", rc);
     CHECKF(strstr(out, "SNAIL_TOKEN: must not be empty") != NULL, "%s", out);
     free(out);
@@ -378,7 +399,8 @@ static void test_token_hidden(void)
     /* a host the server refuses logs the refusal, masked */
     new_host(&bad);
     h_host_start(&bad, emu_port, "SNAIL_TOKEN=" WRONG, NULL);
-    for (int i = 0; i < 1000 && !h_log_has(&bad, "refused this host"); i++)
+    for (long long i = 0;
+         i < H_MS(10000) / 10 && !h_log_has(&bad, "refused this host"); i++)
         h_sleep_ms(10);
     CHECK(h_log_has(&bad, "Token authentication failed"));
     /* inbound calls with the wrong token: one WARN for a burst */
@@ -466,18 +488,8 @@ static void test_metrics_and_health(void)
                           "status=\"ok\"}");
     CHECK(before == -1); /* no task yet: no series */
     free(body);
-    until = h_now() + H_MS(3000);
-    do {
-        code = http_get(mport, "/metrics", &body);
-        if (sample(body, "snailjob_server_reachable") == 1)
-            break;
-        free(body);
-        body = NULL;
-        h_sleep_ms(50);
-    } while (h_now() < until);
-    if (body == NULL)
-        body = strdup("");
-    CHECK(sample(body, "snailjob_server_reachable") == 1);
+    CHECK(wait_sample(mport, "snailjob_server_reachable", 1, H_MS(3000)));
+    code = http_get(mport, "/metrics", &body);
     CHECK(sample(body, "snailjob_reload_generation") >= 1);
     CHECK(sample(body, "snailjob_lua_memory_bytes{worker=\"0\"}") > 0);
     free(body);
@@ -497,7 +509,7 @@ static void test_metrics_and_health(void)
     CHECK(sample(body, "snailjob_task_duration_seconds_bucket{executor="
                        "\"okJob\",le=\"+Inf\"}") == 2);
     CHECK(sample(body, "snailjob_tasks_running") == 0);
-    CHECK(sample(body, "snailjob_journal_pending") == 0);
+    CHECK(wait_sample(mport, "snailjob_journal_pending", 0, H_MS(3000)));
     CHECK(sample(body, "snailjob_server_last_success_timestamp_seconds") > 0);
     promtool(&h, body);
     free(body);
@@ -678,7 +690,7 @@ static void test_sigusr1(void)
     snprintf(rotated, sizeof rotated, "%s/snailjob.log.1", h.dir);
     CHECK(rename(path, rotated) == 0);
     kill(h.pid, SIGUSR1);
-    for (int i = 0; i < 500; i++) {
+    for (long long i = 0; i < H_MS(5000) / 10; i++) {
         if (access(path, F_OK) == 0)
             break;
         h_sleep_ms(10);
