@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sj_check.h"
@@ -323,6 +325,21 @@ fail_transport:
     return code;
 }
 
+/* 1 when `host` (bind_host) names an address to listen on. */
+static int resolvable(const char *host)
+{
+    struct addrinfo hints, *ai = NULL;
+    int ok;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_flags = AI_PASSIVE;
+    hints.ai_socktype = SOCK_STREAM;
+    ok = getaddrinfo(host, NULL, &hints, &ai) == 0;
+    if (ai != NULL)
+        freeaddrinfo(ai);
+    return ok;
+}
+
 /* ---- subcommands: run, check -------------------------------------------- */
 
 /* Log format and the secret to mask, as soon as the config is known. */
@@ -603,6 +620,14 @@ int main(int argc, char **argv)
     if (cfg.metrics_listen[0] != '\0' &&
         sj_metrics_parse_listen(cfg.metrics_listen, err, sizeof err) != 0) {
         fprintf(stderr, "snailjob-lua: %s\n", err);
+        sj_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    if (!resolvable(cfg.bind_host)) {
+        fprintf(stderr,
+                "snailjob-lua: bind_host '%s' is not an address of this "
+                "machine or a name that resolves\n",
+                cfg.bind_host);
         sj_config_free(&cfg);
         return EXIT_USAGE;
     }

@@ -290,7 +290,7 @@ char *sj_metrics_render(void)
     free(copy);
 
     family(&b, "snailjob_dispatch_refused_total", "counter",
-           "Dispatches the host refused, by reason.");
+           "Inbound calls (dispatches, stops) refused, by reason.");
     for (size_t k = 0; k < SJ_REFUSED__COUNT; k++)
         bput(&b, "snailjob_dispatch_refused_total{reason=\"%s\"} %llu\n",
              refusal_names[k], atomic_load(&refused[k]));

@@ -433,6 +433,59 @@ static void test_token_hidden(void)
     h_host_cleanup(&h);
 }
 
+/* Every configuration error exits 2, naming the setting; a metrics port
+ * in use is a start failure (1). */
+static void test_config_errors(void)
+{
+    h_host h;
+    const char *none[] = {NULL};
+    const char *check[] = {"check", NULL};
+    struct {
+        const char *env, *args, *says;
+        int rc;
+    } cases[] = {
+        {"SNAIL_BEAT_INTERVAL=1e-9", "host", "SNAIL_BEAT_INTERVAL", 2},
+        {"SNAIL_BEAT_INTERVAL=0.5", "check", "at least 1 s", 2},
+        {"SNAIL_TOKEN=", "host", "SNAIL_TOKEN: must not be empty", 2},
+        {"SNAIL_METRICS_LISTEN=9464", "host", "metrics_listen", 2},
+        {"SNAIL_BIND_HOST=no.such.host.invalid", "host", "bind_host", 2},
+        {"SNAIL_LOG_FORMAT=xml", "check", "SNAIL_LOG_FORMAT", 2},
+    };
+    char *out;
+    int rc;
+
+    new_host(&h);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *env[] = {cases[i].env, NULL};
+        out = run_read(&h, "cfg.out", env,
+                       strcmp(cases[i].args, "check") == 0 ? check : none, &rc);
+        CHECKF(rc == cases[i].rc, "%s: exit %d: %s", cases[i].env, rc, out);
+        CHECKF(strstr(out, cases[i].says) != NULL, "%s: %s", cases[i].env, out);
+        free(out);
+    }
+    /* the metrics port taken: exit 1, naming the address */
+    {
+        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        socklen_t len = sizeof a;
+        char env0[64];
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              listen(fd, 1) == 0);
+        getsockname(fd, (struct sockaddr *)&a, &len);
+        snprintf(env0, sizeof env0, "SNAIL_METRICS_LISTEN=127.0.0.1:%d",
+                 ntohs(a.sin_port));
+        const char *env[] = {env0, "SNAIL_HOST_PORT=0", NULL};
+        out = run_read(&h, "mport.out", env, none, &rc);
+        CHECKF(rc == 1, "metrics port in use: exit %d: %s", rc, out);
+        CHECKF(strstr(out, "Address already in use") != NULL, "%s", out);
+        free(out);
+        close(fd);
+    }
+    h_host_cleanup(&h);
+}
+
 static void promtool(h_host *h, const char *text)
 {
     char cmd[600];
@@ -731,6 +784,7 @@ int main(void)
     RUN(test_port_in_use);
     RUN(test_check_no_node);
     RUN(test_token_hidden);
+    RUN(test_config_errors);
     RUN(test_json_logs);
     RUN(test_text_one_line);
     RUN(test_sigusr1);
