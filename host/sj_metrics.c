@@ -518,7 +518,7 @@ int sj_metrics_serve(const char *where, double beat_interval, int *port,
                  strerror(errno));
         goto fail;
     }
-    flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO; /* epoll here */
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     atomic_store(&beat_ms, (long long)(beat_interval * 1000));
