@@ -347,6 +347,7 @@ static void apply_log_settings(const sj_config *cfg)
 {
     sj_log_set_secret(cfg->token);
     sj_log_set_format((sj_log_format)sj_log_format_parse(cfg->log_format));
+    sj_config_warn(cfg);
 }
 
 /* Config, log and executor files as the host would set them up, but quiet
@@ -613,6 +614,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (print) {
+        sj_config_warn(&cfg); /* stderr: the listing stays clean */
         print_config(&cfg);
         sj_config_free(&cfg);
         return EXIT_OK;

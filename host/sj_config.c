@@ -168,6 +168,7 @@ struct loader {
     char *dotenv_val[NSETTINGS]; /* text of each variable found in .env */
     int dotenv_line[NSETTINGS];  /* where dotenv_val[i] came from */
     int rc;                      /* result of the protected file read */
+    char *warnings;              /* "\n"-terminated lines, or NULL */
 };
 
 static int fail(struct loader *ld, const char *fmt, ...)
@@ -191,6 +192,7 @@ static int nomem(struct loader *ld)
 
 static void loader_free(struct loader *ld)
 {
+    free(ld->warnings);
     for (size_t i = 0; i < NSETTINGS; i++) {
         free(ld->file_val[i]);
         free(ld->dotenv_val[i]);
@@ -686,12 +688,15 @@ static const char *dotenv_line(char *line, char **name, char **value)
     return NULL;
 }
 
-/* A SNAIL_* name that is no setting: a typo, most likely. Warn, naming
- * the closest known one (the variable itself is not an error: other tools
- * may share the prefix). */
-static void warn_unknown(const char *name, const char *file, int line)
+/* A SNAIL_* name that is no setting: a typo, most likely. A warning
+ * naming the closest known one goes into ld->warnings (the variable itself
+ * is not an error: other tools may share the prefix). */
+static void warn_unknown(struct loader *ld, const char *name, const char *file,
+                         int line)
 {
-    char where[300] = "";
+    char where[300] = "", msg[600];
+    size_t have = ld->warnings ? strlen(ld->warnings) : 0, len;
+    char *grown;
     int i;
 
     if (strncmp(name, "SNAIL_", 6) != 0)
@@ -700,15 +705,23 @@ static void warn_unknown(const char *name, const char *file, int line)
         snprintf(where, sizeof where, "%s:%d: ", file, line);
     i = suggest_index(name);
     if (i >= 0)
-        SJ_WARN("%sunknown setting %s ignored (did you mean %s?)", where, name,
-                settings[i].env);
+        snprintf(msg, sizeof msg,
+                 "%sunknown setting %s ignored (did you mean "
+                 "%s?)\n",
+                 where, name, settings[i].env);
     else
-        SJ_WARN("%sunknown setting %s ignored (snailjob-lua --print-config "
-                "lists the settings)",
-                where, name);
+        snprintf(msg, sizeof msg,
+                 "%sunknown setting %s ignored "
+                 "(snailjob-lua --print-config lists the settings)\n",
+                 where, name);
+    len = strlen(msg);
+    if ((grown = realloc(ld->warnings, have + len + 1)) == NULL)
+        return; /* a warning lost to ENOMEM; the load goes on */
+    memcpy(grown + have, msg, len + 1);
+    ld->warnings = grown;
 }
 
-static void warn_unknown_env(void)
+static void warn_unknown_env(struct loader *ld)
 {
     extern char **environ;
     char name[128];
@@ -720,7 +733,7 @@ static void warn_unknown_env(void)
         memcpy(name, *e, len);
         name[len] = '\0';
         if (find_env(name) < 0)
-            warn_unknown(name, NULL, 0);
+            warn_unknown(ld, name, NULL, 0);
     }
 }
 
@@ -746,7 +759,7 @@ static int load_dotenv(struct loader *ld, const char *path)
         }
         i = -1;
         if (name != NULL && (i = find_env(name)) < 0)
-            warn_unknown(name, path, lineno);
+            warn_unknown(ld, name, path, lineno);
         if (name == NULL || i < 0)
             continue; /* like the environment: unknown names are not ours */
         if ((dup = strdup(value)) == NULL) {
@@ -936,7 +949,7 @@ int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
     if (ld.dotenv != NULL && (cfg->dotenv_path_ = strdup(ld.dotenv)) == NULL)
         goto fail_nomem;
 
-    warn_unknown_env();
+    warn_unknown_env(&ld);
     for (size_t i = 0; i < NSETTINGS; i++) {
         src = SJ_SRC_DEFAULT;
         text = settings[i].def;
@@ -954,6 +967,8 @@ int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
         if ((rc = apply(cfg, &ld, i, text, src)) != 0)
             goto fail;
     }
+    cfg->warnings_ = ld.warnings; /* logged by sj_config_warn */
+    ld.warnings = NULL;
     loader_free(&ld);
     return 0;
 
@@ -972,7 +987,19 @@ void sj_config_free(sj_config *cfg)
             free(*(char **)(void *)((char *)cfg + settings[i].offset));
     free(cfg->file_path_);
     free(cfg->dotenv_path_);
+    free(cfg->warnings_);
     memset(cfg, 0, sizeof *cfg);
+}
+
+void sj_config_warn(const sj_config *cfg)
+{
+    const char *p = cfg->warnings_;
+
+    while (p != NULL && *p != '\0') {
+        size_t n = strcspn(p, "\n");
+        SJ_WARN("%.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
 }
 
 size_t sj_config_count(void)

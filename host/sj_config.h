@@ -8,8 +8,9 @@
  * (`server_port`) and one in the environment and .env (`SNAIL_SERVER_PORT`);
  * the environment names follow the Python client (lua-api.md).
  *
- * A SNAIL_* variable (environment or .env) that names no setting gets a
- * WARN (sj_log) naming the closest known one; it is not an error.
+ * A SNAIL_* variable (environment or .env) that names no setting is not an
+ * error: it gets a warning naming the closest known one, kept in the
+ * struct until sj_config_warn logs it (once the log format is known).
  *
  * The only unit that reads the environment. Called from the main thread at
  * start; the resulting struct is read-only afterwards and may be read from
@@ -85,6 +86,7 @@ typedef struct sj_config {
     sj_config_source src_[SJ_CONFIG__MAX_SETTINGS];
     char *file_path_;   /* the -c path, NULL without one */
     char *dotenv_path_; /* the .env path if one was read, else NULL */
+    char *warnings_;    /* "\n"-terminated warning lines, or NULL */
 } sj_config;
 
 /* One row of --print-config. */
@@ -109,6 +111,10 @@ typedef struct sj_config_item {
  */
 int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
                    char *err, size_t errlen);
+
+/* Log (SJ_WARN, one record each) the warnings of the load: unknown
+ * SNAIL_* variables, with the closest known name. */
+void sj_config_warn(const sj_config *cfg);
 
 /* Frees the strings and zeroes `cfg`; safe on a zeroed struct. */
 void sj_config_free(sj_config *cfg);

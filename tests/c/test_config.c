@@ -539,6 +539,8 @@ static void test_secrets_and_hygiene(void)
     setenv("SNAIL_BEAT_INTERVALL", "5", 1);
     setenv("SNAIL_ZZZZZZZZZZZZ", "5", 1);
     CHECK(sj_config_load(&cfg, NULL, none_path, err, sizeof err) == 0);
+    CHECK(cfg.warnings_ != NULL); /* kept until the log format is known */
+    sj_config_warn(&cfg);
     sj_config_free(&cfg);
     unsetenv("SNAIL_BEAT_INTERVALL");
     unsetenv("SNAIL_ZZZZZZZZZZZZ");

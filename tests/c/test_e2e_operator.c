@@ -651,11 +651,12 @@ static void test_json_logs(void)
 {
     h_host h;
     char *log, *line, *save = NULL;
-    int lines = 0, bad = 0, traceback = 0, task_fields = 0;
+    int lines = 0, bad = 0, traceback = 0, task_fields = 0, typo = 0;
 
     new_host(&h);
+    /* a misspelt variable: its warning is a JSON record too */
     h_host_start(&h, emu_port, "SNAIL_TOKEN=" TOKEN, "SNAIL_LOG_FORMAT=json",
-                 NULL);
+                 "SNAIL_WORKRS=3", NULL);
     CHECK(wait_ready(&h));
     CHECK(run_job(&h, "boomJob", NULL) == SJ_SRV_FAIL);
     CHECK(h_host_stop(&h, SIGTERM) == 0);
@@ -680,6 +681,9 @@ static void test_json_logs(void)
                 fprintf(stderr, "  no \"%s\" in: %s\n", keys[k], line);
             }
         const char *msg = json_string_value(json_object_get(o, "message"));
+        if (msg != NULL && strstr(msg, "unknown setting SNAIL_WORKRS ignored "
+                                       "(did you mean SNAIL_WORKERS?)"))
+            typo = 1;
         if (json_is_integer(json_object_get(o, "task_id")) &&
             json_integer_value(json_object_get(o, "job_id")) == 77) {
             task_fields++;
@@ -695,6 +699,7 @@ static void test_json_logs(void)
     CHECK(lines > 3);
     CHECK(bad == 0);
     CHECK(traceback);
+    CHECK(typo);
     free(log);
     h_host_cleanup(&h);
 }
