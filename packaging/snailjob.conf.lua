@@ -24,7 +24,9 @@ return {
   -- the journal of unsent results (the service's state directory)
   spool_dir = "/var/lib/snailjob-lua/spool",
 
-  -- logs go to the journal; "json" gives one JSON object per line
+  -- logs go to the journal; "json" gives one JSON object per line;
+  -- log_file = "/var/log/snailjob-lua/snailjob.log" also writes a file,
+  -- rotated by /etc/logrotate.d/snailjob-lua (SIGUSR1 reopens it)
   log_level = "INFO",
   log_format = "text",
 

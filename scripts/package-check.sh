@@ -21,7 +21,7 @@ dpkg-deb -f "$deb" Depends
 dpkg-deb -f "$deb" Depends | grep -q libmicrohttpd
 $sudo dpkg -i "$deb"
 for f in /usr/bin/snailjob-lua /usr/share/man/man1/snailjob-lua.1 \
-    /etc/snailjob-lua/snailjob.conf.lua \
+    /etc/snailjob-lua/snailjob.conf.lua /etc/logrotate.d/snailjob-lua \
     /usr/lib/systemd/system/snailjob-lua.service \
     /usr/share/doc/snailjob-lua/examples/jobs.lua \
     /usr/share/doc/snailjob-lua/lua-api.md; do
