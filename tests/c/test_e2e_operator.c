@@ -647,20 +647,26 @@ static void test_metrics_and_health(void)
     h_host_cleanup(&h);
 }
 
+/* A host with `env` settings runs boomJob (a traceback) and stops; its
+ * whole log (malloc'd). */
+static char *boom_log(h_host *h, const char *env1, const char *env2)
+{
+    new_host(h);
+    h_host_start(h, emu_port, "SNAIL_TOKEN=" TOKEN, env1, env2, NULL);
+    CHECK(wait_ready(h));
+    CHECK(run_job(h, "boomJob", NULL) == SJ_SRV_FAIL);
+    CHECK(h_host_stop(h, SIGTERM) == 0);
+    return h_read_file(h->log);
+}
+
 static void test_json_logs(void)
 {
     h_host h;
     char *log, *line, *save = NULL;
     int lines = 0, bad = 0, traceback = 0, task_fields = 0, typo = 0;
 
-    new_host(&h);
     /* a misspelt variable: its warning is a JSON record too */
-    h_host_start(&h, emu_port, "SNAIL_TOKEN=" TOKEN, "SNAIL_LOG_FORMAT=json",
-                 "SNAIL_WORKRS=3", NULL);
-    CHECK(wait_ready(&h));
-    CHECK(run_job(&h, "boomJob", NULL) == SJ_SRV_FAIL);
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
-    log = h_read_file(h.log);
+    log = boom_log(&h, "SNAIL_LOG_FORMAT=json", "SNAIL_WORKRS=3");
     for (line = strtok_r(log, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
         json_error_t e;
@@ -710,12 +716,7 @@ static void test_text_one_line(void)
     char *log, *line, *save = NULL;
     int lines = 0, bad = 0, ctx = 0;
 
-    new_host(&h);
-    h_host_start(&h, emu_port, "SNAIL_TOKEN=" TOKEN, NULL);
-    CHECK(wait_ready(&h));
-    CHECK(run_job(&h, "boomJob", NULL) == SJ_SRV_FAIL);
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
-    log = h_read_file(h.log);
+    log = boom_log(&h, "SNAIL_LOG_FORMAT=text", NULL);
     for (line = strtok_r(log, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
         int y, mo, d, hh, mm, ss, ms;
