@@ -32,6 +32,10 @@ man_opt=--man=no
 command -v man >/dev/null 2>&1 && man_opt=--man=yes
 systemd-analyze verify "$man_opt" /usr/lib/systemd/system/snailjob-lua.service
 
+# The sample config parses, and shows the token masked only.
+/usr/bin/snailjob-lua -c /etc/snailjob-lua/snailjob.conf.lua --print-config \
+    | grep -q 'SNAIL_TOKEN *SJ_W'
+
 work=$(mktemp -d)
 emu_out="$work/emu.out"
 build-deb/snailjob-emu --listen 127.0.0.1:0 --token SJ_PackageCheckToken_42 \
