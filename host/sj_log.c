@@ -14,7 +14,7 @@
 #include "sj_text.h"
 
 #define MSG_MAX 4096                  /* a record's message, before escaping */
-#define LINE_MAX_ (MSG_MAX * 6 + 512) /* worst case: every byte \u00XX */
+#define LINE_MAX_ (MSG_MAX * 2 + 512) /* escapes past this are cut whole */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int log_level = SJ_LOG_INFO;

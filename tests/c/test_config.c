@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "sj_config.h"
 #include "sj_error.h"
 #include "sj_log.h"
@@ -544,6 +546,18 @@ static void test_secrets_and_hygiene(void)
     sj_config_free(&cfg);
     unsetenv("SNAIL_BEAT_INTERVALL");
     unsetenv("SNAIL_ZZZZZZZZZZZZ");
+    /* json: a message that escapes to more than the line holds is cut
+     * between escapes, and the line stays one valid object */
+    {
+        char big[3001];
+        memset(big, '\x01', 3000);
+        big[0] = '"';
+        big[3000] = '\0';
+        sj_log_set_format(SJ_LOG_JSON);
+        SJ_WARN("%s", big);
+        SJ_WARN("bad \xff byte, token %s\nsecond line", tok);
+        sj_log_set_format(SJ_LOG_TEXT);
+    }
     sj_log_open_file(NULL);
     sj_log_set_secret(NULL);
     f = fopen(logp, "r");
@@ -558,6 +572,29 @@ static void test_secrets_and_hygiene(void)
         CHECK_HAS(log, "unknown setting SNAIL_BEAT_INTERVALL ignored (did you "
                        "mean SNAIL_BEAT_INTERVAL?)");
         CHECK_HAS(log, "unknown setting SNAIL_ZZZZZZZZZZZZ ignored");
+        /* the two JSON lines: the last two lines of the file */
+        char *end = log + strlen(log), *l1, *l2;
+        json_t *o1, *o2;
+        while (end > log && end[-1] == '\n')
+            *--end = '\0';
+        l2 = strrchr(log, '\n');
+        if (l2 != NULL) {
+            *l2++ = '\0';
+            l1 = strrchr(log, '\n');
+            l1 = l1 ? l1 + 1 : log;
+            o1 = json_loads(l1, 0, NULL);
+            o2 = json_loads(l2, 0, NULL);
+            CHECK(json_is_object(o1) && json_is_object(o2));
+            CHECK(strlen(json_string_value(json_object_get(o1, "message"))) >
+                  1000);
+            CHECK_STR(json_string_value(json_object_get(o2, "message")),
+                      "bad \xef\xbf\xbd byte, token SJ_W\xe2\x80\xa6nj\n"
+                      "second line");
+            CHECK(json_is_null(json_object_get(o2, "task_id")));
+            json_decref(o1);
+            json_decref(o2);
+        }
+        CHECK(l2 != NULL);
     }
     free(log);
     unlink(logp);
