@@ -154,6 +154,10 @@ size_t sj_pool_running(sj_pool *pool);
 void sj_pool_interrupt(sj_pool *pool);
 size_t sj_pool_abandon(sj_pool *pool);
 
+/* Bytes each worker's Lua state held after its last task (or build),
+ * into out[0..max). Returns the number of workers. Any thread. */
+size_t sj_pool_worker_memory(sj_pool *pool, size_t *out, size_t max);
+
 /* Tasks waiting and running, for tests and benchmarks. */
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running);
 
