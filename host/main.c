@@ -418,6 +418,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
                 SJ_INFO("SIGUSR1: log file reopened");
             continue;
         }
+        SJ_INFO("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         sj_limits_abort_loads(); /* a reload's load that loops ends now */
         break;
     }

@@ -131,7 +131,7 @@ static void start_host(h_host *h, int port)
 {
     char w[32];
     snprintf(w, sizeof w, "SNAIL_WORKERS=%d", WORKERS);
-    h_host_start(h, port, w, "SNAIL_LOG_LEVEL=WARN", "SNAIL_BEAT_INTERVAL=0.2",
+    h_host_start(h, port, w, "SNAIL_LOG_LEVEL=WARN", "SNAIL_BEAT_INTERVAL=1",
                  NULL);
 }
 
