@@ -6,6 +6,7 @@
 
 #include "sj_error.h"
 #include "sj_log.h"
+#include "sj_record.h"
 
 #define AUTH_FAILED                                                            \
     "Authentication failed. [Please check if the configured Token is "         \
@@ -23,6 +24,7 @@ static void on_dispatch(sj_endpoint *ep, const sj_request *req,
     sj_task *t;
     int rc;
 
+    sj_record_dispatch(ep->record_dir, req, body, NULL, 0);
     if ((rc = sj_task_from_json(body, &t, why, sizeof why)) != 0) {
         SJ_WARN("dispatch refused: %s", why);
         fail(reply, req, why);
