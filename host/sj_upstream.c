@@ -48,10 +48,29 @@ typedef struct barrier {
     int stopped; /* the server stopped the batch: drop, never release */
 } barrier;
 
+/* A queued log record, kept as its JSON text: a jansson tree of one
+ * record costs ~3 KB, its text ~0.4 KB (100,000 queued lines: ~40 MB). */
 typedef struct logrec {
     struct logrec *next;
-    json_t *rec;
+    size_t len;
+    char text[]; /* compact JSON object */
 } logrec;
+
+/* A queue entry holding the text of `rec`; NULL on ENOMEM. */
+static logrec *logrec_new(const json_t *rec)
+{
+    char *text = json_dumps(rec, JSON_COMPACT);
+    size_t len = text != NULL ? strlen(text) : 0;
+    logrec *l = text != NULL ? malloc(sizeof *l + len + 1) : NULL;
+
+    if (l != NULL) {
+        l->next = NULL;
+        l->len = len;
+        memcpy(l->text, text, len + 1);
+    }
+    free(text);
+    return l;
+}
 
 struct sj_upstream {
     const sj_config *cfg;
@@ -567,10 +586,12 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     if (rec == NULL)
         return;
 
+    l = logrec_new(rec); /* outside the lock: the dump is the cost */
     pthread_mutex_lock(&up->lock);
-    if (up->n_logs >= LOG_QUEUE_MAX || (l = malloc(sizeof *l)) == NULL) {
+    if (up->n_logs >= LOG_QUEUE_MAX || l == NULL) {
         /* Full: count it and keep the record as the template of the
          * "lines dropped" notice sent once there is room again. */
+        free(l);
         up->dropped_unreported++;
         up->stats.log_lines_dropped++;
         json_decref(up->drop_template);
@@ -578,8 +599,7 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
         pthread_mutex_unlock(&up->lock);
         return;
     }
-    l->rec = rec;
-    l->next = NULL;
+    json_decref(rec);
     if (up->ltail)
         up->ltail->next = l;
     else
@@ -610,8 +630,7 @@ static void queue_drop_notice(sj_upstream *up)
     char msg[128];
     logrec *l;
 
-    if (up->dropped_unreported == 0 || up->n_logs >= LOG_QUEUE_MAX / 2 ||
-        (l = malloc(sizeof *l)) == NULL)
+    if (up->dropped_unreported == 0 || up->n_logs >= LOG_QUEUE_MAX / 2)
         return;
     snprintf(msg, sizeof msg,
              "snailjob-lua: %lu log lines dropped (log queue full)",
@@ -625,8 +644,9 @@ static void queue_drop_notice(sj_upstream *up)
         if (name && strcmp(name, "level") == 0)
             json_object_set_new(f, "value", json_string("WARN"));
     }
-    l->rec = rec;
-    l->next = NULL;
+    if ((l = logrec_new(rec)) == NULL)
+        return;
+    json_decref(rec);
     if (up->ltail)
         up->ltail->next = l;
     else
@@ -647,7 +667,6 @@ static void logs_done(void *ud, int err, const char *detail,
         for (size_t i = 0; i < up->logs_in_flight && up->lhead; i++) {
             logrec *l = up->lhead;
             up->lhead = l->next;
-            json_decref(l->rec);
             free(l);
             up->n_logs--;
         }
@@ -672,21 +691,31 @@ static void logs_done(void *ud, int err, const char *detail,
 /* Send the oldest queued records as one batch; lock held. */
 static void send_logs(sj_upstream *up)
 {
-    json_t *list = json_array(), *args;
-    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size;
-    char *body;
+    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size, len = 4;
+    char *body, *p;
+    logrec *l;
 
     /* A batch holds at most log_remote_buffer_size records (Java's window
      * of 50); a backlog leaves as several batches, one after another. */
     if (max == 0 || max > LOG_BATCH_MAX)
         max = LOG_BATCH_MAX;
-    for (logrec *l = up->lhead; l && n < max; l = l->next, n++)
-        json_array_append(list, l->rec);
-    args = json_pack("[o]", list);
-    body = json_dumps(args, JSON_COMPACT);
-    json_decref(args);
-    if (body == NULL)
+    /* The body is [[rec,rec,...]]: the texts joined, never re-parsed. */
+    for (l = up->lhead; l && n < max; l = l->next, n++)
+        len += l->len + 1;
+    if ((body = p = malloc(len + 1)) == NULL)
         return;
+    *p++ = '[';
+    *p++ = '[';
+    n = 0;
+    for (l = up->lhead; l && n < max; l = l->next, n++) {
+        if (n > 0)
+            *p++ = ',';
+        memcpy(p, l->text, l->len);
+        p += l->len;
+    }
+    *p++ = ']';
+    *p++ = ']';
+    *p = '\0';
     up->logs_in_flight = n;
     if (n == up->n_logs) /* a flush covers the whole queue */
         up->flush_now = 0;
@@ -912,7 +941,6 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     while (up->lhead) {
         logrec *l = up->lhead;
         up->lhead = l->next;
-        json_decref(l->rec);
         free(l);
     }
     json_decref(up->drop_template);
