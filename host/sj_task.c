@@ -285,13 +285,14 @@ char *sj_task_report_json(const sj_task *t, sj_outcome out,
     json_object_set_new(
         req, "retry", json_boolean(t->has_retry ? t->retry : t->retry_status));
     if (wf_changes != NULL && json_object_size(wf_changes) > 0) {
-        char *wf = json_dumps(wf_changes, JSON_COMPACT);
+        char *wf = json_dumps(wf_changes, JSON_COMPACT | JSON_SORT_KEYS);
         if (wf != NULL)
             json_object_set_new(req, "wfContext", json_string(wf));
         free(wf);
     }
     json_t *args = json_pack("[o]", req);
-    text = args != NULL ? json_dumps(args, JSON_COMPACT) : NULL;
+    text =
+        args != NULL ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(args);
     return text;
 }

@@ -59,7 +59,7 @@ typedef struct logrec {
 /* A queue entry holding the text of `rec`; NULL on ENOMEM. */
 static logrec *logrec_new(const json_t *rec)
 {
-    char *text = json_dumps(rec, JSON_COMPACT);
+    char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     size_t len = text != NULL ? strlen(text) : 0;
     logrec *l = text != NULL ? malloc(sizeof *l + len + 1) : NULL;
 
@@ -289,7 +289,7 @@ static char *register_body(sj_upstream *up)
         json_array_append_new(list,
                               json_pack("{s:s}", "executorInfo", up->names[i]));
     args = json_pack("[o]", list);
-    text = json_dumps(args, JSON_COMPACT);
+    text = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(args);
     return text;
 }

@@ -335,12 +335,11 @@ int sj_local_print_chain_json(const sj_local_report *const *r, size_t n,
     return rc == 0 && ferror(out) ? SJ_EIO : rc;
 }
 
-void sj_local_print_chain(const sj_local_report *const *r, size_t n,
-                          FILE *out)
+void sj_local_print_chain(const sj_local_report *const *r, size_t n, FILE *out)
 {
     for (size_t i = 0; i < n; i++) {
-        fprintf(out, "%s== workflow node %zu of %zu: %s ==\n\n",
-                i ? "\n" : "", i + 1, n, r[i]->executor);
+        fprintf(out, "%s== workflow node %zu of %zu: %s ==\n\n", i ? "\n" : "",
+                i + 1, n, r[i]->executor);
         sj_local_print(r[i], out);
     }
     if (n > 0)

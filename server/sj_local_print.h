@@ -39,7 +39,7 @@ int sj_local_print_json(const struct sj_local_report *r, FILE *out);
  * status of the last node that ran. */
 void sj_local_print_chain(const struct sj_local_report *const *r, size_t n,
                           FILE *out);
-int sj_local_print_chain_json(const struct sj_local_report *const *r,
-                              size_t n, FILE *out);
+int sj_local_print_chain_json(const struct sj_local_report *const *r, size_t n,
+                              FILE *out);
 
 #endif

@@ -176,9 +176,9 @@ static int run_chain(sj_local_options *nodes, size_t n, int json,
 int sj_run_cli(int argc, char **argv, const char *file, const sj_run_setup *s)
 {
     static const char *const takes[] = {
-        "--type",      "--params",   "--shards",         "--nodes",
-        "--wf-context", "--timeout", "-c",               "--config",
-        "--stage",      "--task-name", "--map-result",   "--reduces",
+        "--type",           "--params",         "--shards",     "--nodes",
+        "--wf-context",     "--timeout",        "-c",           "--config",
+        "--stage",          "--task-name",      "--map-result", "--reduces",
         "--sharding-index", "--sharding-total", "--then"};
     sj_local_options nodes[MAX_CHAIN];
     sj_local_options *o = &nodes[0];
@@ -219,8 +219,9 @@ int sj_run_cli(int argc, char **argv, const char *file, const sj_run_setup *s)
             continue;
         }
         if (v == NULL) {
-            fprintf(stderr, "snailjob-lua run: unknown option '%s' (--help "
-                            "lists them)\n",
+            fprintf(stderr,
+                    "snailjob-lua run: unknown option '%s' (--help "
+                    "lists them)\n",
                     a);
             return SJ_RUN_EXIT_USAGE;
         }
@@ -306,7 +307,7 @@ int sj_run_cli(int argc, char **argv, const char *file, const sj_run_setup *s)
             fprintf(stderr, "snailjob-lua run: %s: %s\n",
                     reduces[i] ? "--reduces" : "--map-result",
                     reduces[i] ? "needs --stage merge"
-                            : "needs --stage map or --stage reduce");
+                               : "needs --stage map or --stage reduce");
             return SJ_RUN_EXIT_USAGE;
         }
         if (p->stage == SJ_SRV_STAGE_MERGE && p->stage_input == NULL) {
@@ -348,8 +349,8 @@ static char *slurp(const char *path, char *err, size_t errlen)
 
 /* Options from a recorded dispatch object `d`; the strings they point to
  * live in `keep` (an array this adds to). 0 or SJ_EINVAL (err set). */
-static int options_from(json_t *d, json_t *keep, sj_local_options *o,
-                        char *err, size_t errlen)
+static int options_from(json_t *d, json_t *keep, sj_local_options *o, char *err,
+                        size_t errlen)
 {
     const char *args = json_string_value(json_object_get(d, "argsStr"));
     json_t *holder = args ? json_loads(args, 0, NULL) : NULL, *v;
@@ -358,14 +359,15 @@ static int options_from(json_t *d, json_t *keep, sj_local_options *o,
     const char *wf = json_string_value(json_object_get(d, "wfContext"));
     char *text;
 
-#define KEEP(s) (json_array_append_new(keep, json_string(s)),                  \
-                 json_string_value(                                            \
-                     json_array_get(keep, json_array_size(keep) - 1)))
+#define KEEP(s)                                                                \
+    (json_array_append_new(keep, json_string(s)),                              \
+     json_string_value(json_array_get(keep, json_array_size(keep) - 1)))
     o->executor = json_string_value(json_object_get(d, "executorInfo"));
     if (o->executor == NULL || type < SJ_SRV_CLUSTER ||
         type > SJ_SRV_MAP_REDUCE) {
-        snprintf(err, errlen, "the record's dispatch has no executorInfo or "
-                              "no known taskType (1-5)");
+        snprintf(err, errlen,
+                 "the record's dispatch has no executorInfo or "
+                 "no known taskType (1-5)");
         json_decref(holder);
         return SJ_EINVAL;
     }
