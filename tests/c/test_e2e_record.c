@@ -123,8 +123,7 @@ static void test_record_replay(void)
         text = h_read_file(reduce);
         CHECKF(strstr(text, TOKEN) == NULL, "the token is masked");
         CHECK(strstr(text, "\"SJ-TOKEN\": \"***\"") != NULL);
-        CHECK(strstr(text, "\"format\": \"snailjob-lua dispatch 1\"") !=
-              NULL);
+        CHECK(strstr(text, "\"format\": \"snailjob-lua dispatch 1\"") != NULL);
         free(text);
     }
     CHECK(h_host_stop(&h, SIGTERM) == 0);
