@@ -60,8 +60,7 @@ static void emu_start(emu_proc *e, const char *dir, const char *extra)
         dup2(fo, 1);
         dup2(fo, 2);
         close(fds[1]);
-        execl(emu_bin, emu_bin, "--listen", "127.0.0.1:0", extra,
-              (char *)NULL);
+        execl(emu_bin, emu_bin, "--listen", "127.0.0.1:0", extra, (char *)NULL);
         _exit(127);
     }
     close(fds[0]);
@@ -116,9 +115,15 @@ static void test_help(void)
     n = p ? fread(text, 1, 16383, p) : 0;
     CHECK(p != NULL && pclose(p) == 0);
     text[n] = '\0';
-    const char *want[] = {"trigger TYPE EXECUTOR", "workflow EXECUTOR",
-                          "--timeout SECONDS", "--quiet", "stop BATCH",
-                          "batches", "nodes", "DONE BATCH", "tokens",
+    const char *want[] = {"trigger TYPE EXECUTOR",
+                          "workflow EXECUTOR",
+                          "--timeout SECONDS",
+                          "--quiet",
+                          "stop BATCH",
+                          "batches",
+                          "nodes",
+                          "DONE BATCH",
+                          "tokens",
                           "SUCCESS FAIL STOP"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECKF(strstr(text, want[i]) != NULL, "--help lacks '%s'", want[i]);
