@@ -4,16 +4,9 @@
 
 local t = require "snailjob.testing"
 
-local dir = os.tmpname()
-os.remove(dir)
+local scratch = require "sj_scratch"()
+local dir, write = scratch.dir, scratch.write
 assert(os.execute("mkdir -p '" .. dir .. "/mods'"))
-
-local function write(name, text)
-  local f = assert(io.open(dir .. "/" .. name, "w"))
-  f:write(text)
-  f:close()
-  return dir .. "/" .. name
-end
 
 local files = write("e.lua", [[
 local sj = require "snailjob"
@@ -42,6 +35,8 @@ local function sh(cmd)
 end
 
 describe("error messages", function()
+  teardown(scratch.remove)
+
   it("show a table error value as JSON", function()
     assert.are.equal('{"code":7,"why":"nope"}', message("tbl"))
   end)

@@ -4,16 +4,8 @@
 
 local t = require "snailjob.testing"
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p '" .. dir .. "'"))
-
-local function write(name, text)
-  local f = assert(io.open(dir .. "/" .. name, "w"))
-  f:write(text)
-  f:close()
-  return dir .. "/" .. name
-end
+local scratch = require "sj_scratch"()
+local dir, write = scratch.dir, scratch.write
 
 local files = write("t.lua", [[
 local sj = require "snailjob"
@@ -54,6 +46,8 @@ end)
 ]])
 
 describe("snailjob.testing", function()
+  teardown(scratch.remove)
+
   describe("JSON", function()
     it("keeps 64-bit integers exact", function()
       local v = t.decode('{"id":1234567890123456789,"f":1.5,"n":[1,null]}')

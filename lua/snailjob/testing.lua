@@ -259,34 +259,30 @@ local function invoke(opts, args)
   return report
 end
 
+-- Append `flag value` to args unless v is nil.
+local function opt(args, flag, v)
+  if v ~= nil then
+    args[#args + 1] = flag
+    args[#args + 1] = tostring(v)
+  end
+end
+
 -- The run options of one executor (also one workflow node).
 local function node_args(o, args)
   if type(o.executor) ~= "string" then
     error("snailjob.testing: executor = NAME is required", 3)
   end
   args[#args + 1] = o.executor
-  local function opt(flag, v)
-    if v ~= nil then
-      args[#args + 1] = flag
-      args[#args + 1] = tostring(v)
-    end
-  end
-  opt("--type", o.type)
-  opt("--params", text_arg("params", o.params))
-  opt("--shards", o.shards)
-  opt("--nodes", o.nodes)
+  opt(args, "--type", o.type)
+  opt(args, "--params", text_arg("params", o.params))
+  opt(args, "--shards", o.shards)
+  opt(args, "--nodes", o.nodes)
   return args
 end
 
 local function common_args(o, args)
-  local function opt(flag, v)
-    if v ~= nil then
-      args[#args + 1] = flag
-      args[#args + 1] = tostring(v)
-    end
-  end
-  opt("--wf-context", text_arg("wf_context", o.wf_context))
-  opt("--timeout", o.timeout)
+  opt(args, "--wf-context", text_arg("wf_context", o.wf_context))
+  opt(args, "--timeout", o.timeout)
   return args
 end
 
@@ -317,19 +313,15 @@ function M.stage(o)
     elseif o.map_result ~= nil then stage = "reduce"
     elseif o.sharding_index == nil then stage = "map" end
   end
-  local function opt(flag, v)
-    if v ~= nil then
-      args[#args + 1] = flag
-      args[#args + 1] = tostring(v)
-    end
+  opt(args, "--stage", stage)
+  opt(args, "--task-name", o.task_name)
+  if o.map_result ~= nil then
+    opt(args, "--map-result", M.encode(o.map_result))
   end
-  opt("--stage", stage)
-  opt("--task-name", o.task_name)
-  if o.map_result ~= nil then opt("--map-result", M.encode(o.map_result)) end
-  if o.reduces ~= nil then opt("--reduces", M.encode(o.reduces)) end
+  if o.reduces ~= nil then opt(args, "--reduces", M.encode(o.reduces)) end
   if o.sharding_index ~= nil then
-    opt("--sharding-index", o.sharding_index)
-    opt("--sharding-total", o.sharding_total or o.sharding_index + 1)
+    opt(args, "--sharding-index", o.sharding_index)
+    opt(args, "--sharding-total", o.sharding_total or o.sharding_index + 1)
   end
   local r = invoke(o, args)
   r.task = r.tasks and r.tasks[1]
@@ -363,10 +355,7 @@ function M.replay(o)
     error("snailjob.testing.replay: file = PATH is required", 2)
   end
   local args = { "replay", o.file }
-  if o.timeout then
-    args[#args + 1] = "--timeout"
-    args[#args + 1] = tostring(o.timeout)
-  end
+  opt(args, "--timeout", o.timeout)
   return invoke(o, args)
 end
 

@@ -103,6 +103,27 @@ static void emu_stop(emu_proc *e)
     waitpid(e->pid, &status, 0);
 }
 
+/* A host directory with the executors, the emulator (with `extra`, may
+ * be NULL), and a host started against it. */
+static void start_both(emu_proc *e, h_host *h, const char *extra)
+{
+    char path[300];
+
+    h_host_dir(h);
+    snprintf(path, sizeof path, "%s/executors", h->dir);
+    h_write_file(path, "e.lua", EXECUTORS);
+    emu_start(e, h->dir, extra);
+    CHECK(e->port > 0);
+    h_host_start(h, e->port, NULL);
+}
+
+static void stop_both(emu_proc *e, h_host *h)
+{
+    CHECK(h_host_stop(h, SIGTERM) == 0);
+    emu_stop(e);
+    h_host_cleanup(h);
+}
+
 static void test_help(void)
 {
     char cmd[700], *text;
@@ -134,14 +155,9 @@ static void test_triggers(void)
 {
     emu_proc e;
     h_host h;
-    char path[300], *text;
+    char *text;
 
-    h_host_dir(&h);
-    snprintf(path, sizeof path, "%s/executors", h.dir);
-    h_write_file(path, "e.lua", EXECUTORS);
-    emu_start(&e, h.dir, NULL);
-    CHECK(e.port > 0);
-    h_host_start(&h, e.port, NULL);
+    start_both(&e, &h, NULL);
     CHECKF(emu_wait(&e, "REQ /register/job/executors", 10000),
            "the host registers");
     h_sleep_ms(H_MS(300));
@@ -172,23 +188,16 @@ static void test_triggers(void)
     CHECK(strstr(text, "\"token\":\"***\"") != NULL);
     CHECK(strstr(text, "status 3") == NULL && strstr(text, "status=") == NULL);
     free(text);
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
-    emu_stop(&e);
-    h_host_cleanup(&h);
+    stop_both(&e, &h);
 }
 
 static void test_quiet(void)
 {
     emu_proc e;
     h_host h;
-    char path[300], *text;
+    char *text;
 
-    h_host_dir(&h);
-    snprintf(path, sizeof path, "%s/executors", h.dir);
-    h_write_file(path, "e.lua", EXECUTORS);
-    emu_start(&e, h.dir, "--quiet");
-    CHECK(e.port > 0);
-    h_host_start(&h, e.port, NULL);
+    start_both(&e, &h, "--quiet");
     emu_cmd(&e, "nodes");
     for (long long until = h_now() + H_MS(10000); h_now() < until;) {
         emu_cmd(&e, "nodes");
@@ -201,9 +210,7 @@ static void test_quiet(void)
     text = h_read_file(e.out);
     CHECKF(strstr(text, "REQ ") == NULL, "--quiet prints no requests");
     free(text);
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
-    emu_stop(&e);
-    h_host_cleanup(&h);
+    stop_both(&e, &h);
 }
 
 int main(void)
