@@ -40,6 +40,7 @@
 #include <stdio.h>
 
 #include "sj_config.h"
+#include "sj_local_print.h" /* printing a report */
 #include "sj_srv.h"
 
 #define SJ_LOCAL_DEFAULT_TIMEOUT 60 /* seconds */
@@ -122,9 +123,6 @@ void sj_local_report_free(sj_local_report *r);
 int sj_local_log_next(const sj_local_report *r, sj_local_log *l);
 void sj_local_log_rewind(const sj_local_report *r);
 void sj_local_log_free(sj_local_log *l);
-
-/* Printing a report: sj_local_print.c. */
-#include "sj_local_print.h"
 
 /* "SUCCESS", "FAIL", "STOP", "CANCEL", "RUNNING", "WAITING" or "?". */
 const char *sj_local_status_name(int status);

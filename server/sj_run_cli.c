@@ -106,8 +106,8 @@ static int is(const char *a, const char *b)
 }
 
 /* Run each node of the chain; print; the exit status. */
-static int run_chain(sj_local_options *nodes, size_t n, int json,
-                     const char *config_file, const sj_run_setup *s)
+static int run_chain(const char *cmd, sj_local_options *nodes, size_t n,
+                     int json, const char *config_file, const sj_run_setup *s)
 {
     sj_local_report reports[MAX_CHAIN];
     const sj_local_report *done[MAX_CHAIN];
@@ -117,11 +117,13 @@ static int run_chain(sj_local_options *nodes, size_t n, int json,
     size_t ran = 0;
     int code, rc = 0;
 
-    if ((code = s->setup("run", config_file, &cfg, &files)) != SJ_RUN_EXIT_OK)
+    if ((code = s->setup(cmd, config_file, &cfg, &files)) != SJ_RUN_EXIT_OK)
         return code;
     if (files.n == 0) {
-        fprintf(stderr, "snailjob-lua run: no executor files configured "
-                        "(SNAIL_EXECUTORS / executors)\n");
+        fprintf(stderr,
+                "snailjob-lua %s: no executor files configured "
+                "(SNAIL_EXECUTORS / executors)\n",
+                cmd);
         s->teardown(&cfg, &files);
         return SJ_RUN_EXIT_USAGE;
     }
@@ -139,7 +141,7 @@ static int run_chain(sj_local_options *nodes, size_t n, int json,
         }
         rc = sj_local_run(&nodes[i], &reports[i], err, sizeof err);
         if (rc != 0) {
-            fprintf(stderr, "snailjob-lua run: %s%s\n", err,
+            fprintf(stderr, "snailjob-lua %s: %s%s\n", cmd, err,
                     n > 1 ? " (workflow node)" : "");
             break;
         }
@@ -326,7 +328,7 @@ int sj_run_cli(int argc, char **argv, const char *file, const sj_run_setup *s)
         if (i == 0)
             p->wf_context = wf_context;
     }
-    return run_chain(nodes, n, json, file, s);
+    return run_chain("run", nodes, n, json, file, s);
 }
 
 /* ---- replay --------------------------------------------------------------
@@ -371,7 +373,7 @@ static int options_from(json_t *d, json_t *keep, sj_local_options *o, char *err,
         json_decref(holder);
         return SJ_EINVAL;
     }
-    o->task_type = type == SJ_SRV_BROADCAST ? SJ_SRV_CLUSTER : type;
+    o->task_type = type; /* BROADCAST: one node, one task */
     if ((v = json_object_get(holder, "jobParams")) && json_is_string(v))
         o->params = KEEP(json_string_value(v));
     if (json_is_integer(json_object_get(d, "executorTimeout")))
@@ -472,7 +474,7 @@ int sj_replay_cli(int argc, char **argv, const char *file,
     } else {
         if (timeout > 0)
             o.timeout_s = timeout;
-        rc = run_chain(&o, 1, json, file, s);
+        rc = run_chain("replay", &o, 1, json, file, s);
     }
     json_decref(keep);
     json_decref(rec);
