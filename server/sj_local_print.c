@@ -335,15 +335,22 @@ int sj_local_print_chain_json(const sj_local_report *const *r, size_t n,
     return rc == 0 && ferror(out) ? SJ_EIO : rc;
 }
 
-void sj_local_print_chain(const sj_local_report *const *r, size_t n, FILE *out)
+void sj_local_print_chain(const sj_local_report *const *r, size_t n,
+                          size_t total, FILE *out)
 {
     for (size_t i = 0; i < n; i++) {
         fprintf(out, "%s== workflow node %zu of %zu: %s ==\n\n", i ? "\n" : "",
-                i + 1, n, r[i]->executor);
+                i + 1, total, r[i]->executor);
         sj_local_print(r[i], out);
     }
-    if (n > 0)
-        fprintf(out, "\nworkflow  %s after %zu node%s, wf_context %s\n",
-                sj_local_status_name(r[n - 1]->status), n, n == 1 ? "" : "s",
-                r[n - 1]->wf_context ? r[n - 1]->wf_context : "{}");
+    if (n == 0)
+        return;
+    fprintf(out, "\nworkflow  %s", sj_local_status_name(r[n - 1]->status));
+    if (n < total)
+        fprintf(out, " at node %zu of %zu (%s); the rest did not run", n, total,
+                r[n - 1]->executor);
+    else
+        fprintf(out, " after %zu node%s", n, n == 1 ? "" : "s");
+    fprintf(out, ", wf_context %s\n",
+            r[n - 1]->wf_context ? r[n - 1]->wf_context : "{}");
 }

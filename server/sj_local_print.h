@@ -33,12 +33,13 @@ void sj_local_print(const struct sj_local_report *r, FILE *out);
  * per line. 0, SJ_ENOMEM or SJ_EIO. */
 int sj_local_print_json(const struct sj_local_report *r, FILE *out);
 
-/* A workflow chain (`run A --then B`): each node's report in turn, then
- * the chain's status and final context. Text: nodes separated by a
- * heading. JSON: {"status", "wf_context", "nodes": [report...]} with the
- * status of the last node that ran. */
+/* A workflow chain (`run A --then B`) of `total` nodes of which the first
+ * `n` ran: each node's report in turn, then the chain's status and final
+ * context. Text: nodes separated by a heading. JSON: {"status",
+ * "wf_context", "nodes": [report...]} with the status of the last node
+ * that ran. */
 void sj_local_print_chain(const struct sj_local_report *const *r, size_t n,
-                          FILE *out);
+                          size_t total, FILE *out);
 int sj_local_print_chain_json(const struct sj_local_report *const *r, size_t n,
                               FILE *out);
 

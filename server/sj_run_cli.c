@@ -158,7 +158,7 @@ static int run_chain(const char *cmd, sj_local_options *nodes, size_t n,
         else if (json)
             sj_local_print_chain_json(done, ran, stdout);
         else
-            sj_local_print_chain(done, ran, stdout);
+            sj_local_print_chain(done, ran, n, stdout);
         fflush(stdout);
     }
     if (rc != 0)

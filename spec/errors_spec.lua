@@ -35,8 +35,6 @@ local function sh(cmd)
 end
 
 describe("error messages", function()
-  teardown(scratch.remove)
-
   it("show a table error value as JSON", function()
     assert.are.equal('{"code":7,"why":"nope"}', message("tbl"))
   end)
@@ -99,5 +97,33 @@ describe("each command's --help", function()
     local replay = sh(bin .. " replay --help")
     assert.truthy(replay:find("record_dir", 1, true))
     assert.is_nil(replay:find("usage: snailjob-lua [-c FILE] check", 1, true))
+  end)
+end)
+
+describe("run's text output", function()
+  teardown(scratch.remove) -- the last describe of this file
+  local bin = "'" .. t.binary() .. "'"
+  local env = "SNAIL_EXECUTORS='" .. files .. "' "
+
+  it("shows a stage's mr_do_map call and where a chain stopped", function()
+    local chain = write("chain.lua", [[
+local sj = require "snailjob"
+sj.job("one", function(args) args:append_context("k", 1) end)
+local m = sj.map("fan")
+m:map(function() return sj.mr_do_map({ "a", "b" }, "LEAF") end)
+]])
+    local e = "SNAIL_EXECUTORS='" .. chain .. ":" .. files .. "' "
+    local out = sh(e .. bin .. " run fan --stage map")
+    assert.truthy(out:find('mr_do_map ["a","b"] -> LEAF', 1, true), out)
+    out = sh(e .. bin .. " run one --then okfail --then one")
+    assert.truthy(out:find("== workflow node 2 of 3: okfail ==", 1, true), out)
+    assert.truthy(out:find("workflow  FAIL at node 2 of 3 (okfail); the " ..
+      "rest did not run", 1, true), out)
+    assert.is_nil(out:find("node 3 of 3", 1, true), out)
+  end)
+
+  it("refuses --reduces without --stage merge, naming both", function()
+    local out = sh(env .. bin .. " run okfail --reduces '[1]'")
+    assert.truthy(out:find("--reduces: needs --stage merge", 1, true), out)
   end)
 end)
