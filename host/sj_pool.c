@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "sj_error.h"
+#include "sj_json.h"
 #include "sj_log.h"
 #include "sj_vm.h"
 
@@ -211,9 +212,7 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
         }
     }
 
-    wf = wf_changes != NULL
-             ? json_dumps(wf_changes, JSON_COMPACT | JSON_SORT_KEYS)
-             : NULL;
+    wf = wf_changes != NULL ? sj_json_text(wf_changes) : NULL;
     req = json_pack("{s:I,s:I,s:I,s:s,s:O,s:s}", "jobId", (json_int_t)t->job_id,
                     "taskBatchId", (json_int_t)t->task_batch_id, "parentId",
                     (json_int_t)t->task_id, "taskName", next_task_name,
@@ -226,8 +225,7 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
                             json_integer(t->workflow_node_id));
     }
     args = json_pack("[o]", req);
-    body =
-        args != NULL ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    body = args != NULL ? sj_json_text(args) : NULL;
     json_decref(args);
     if (body == NULL) {
         snprintf(err, errlen, "cannot encode the map report");

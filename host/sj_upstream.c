@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "sj_error.h"
+#include "sj_json.h"
 #include "sj_spool.h"
 
 #define REPORT_WINDOW 64      /* result reports in flight at once */
@@ -59,7 +60,7 @@ typedef struct logrec {
 /* A queue entry holding the text of `rec`; NULL on ENOMEM. */
 static logrec *logrec_new(const json_t *rec)
 {
-    char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = sj_json_text(rec);
     size_t len = text != NULL ? strlen(text) : 0;
     logrec *l = text != NULL ? malloc(sizeof *l + len + 1) : NULL;
 
@@ -289,7 +290,7 @@ static char *register_body(sj_upstream *up)
         json_array_append_new(list,
                               json_pack("{s:s}", "executorInfo", up->names[i]));
     args = json_pack("[o]", list);
-    text = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+    text = sj_json_text(args);
     json_decref(args);
     return text;
 }

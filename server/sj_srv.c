@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "sj_error.h"
+#include "sj_json.h"
 #include "sj_log.h"
 
 #define DEF_NAMESPACE SJ_SRV_DEFAULT_NAMESPACE
@@ -1148,8 +1149,12 @@ static void task_outcome(sj_srv *s, outq *q, batch *b, task *t, int status,
     if (wf_context != NULL)
         set_str(&t->wf_context, wf_context);
     if (result != NULL && !json_is_null(result)) {
+        /* Jackson keeps the client's key order and writes a double in its
+         * shortest form (0.1, not jansson's 0.10000000000000001). */
         char *text = json_is_string(result) ? xstrdup(json_string_value(result))
-                                            : dumps(result, 1);
+                                            : sj_json_text_ordered(result);
+        if (text == NULL)
+            oom();
         free(t->result);
         t->result = text;
     }

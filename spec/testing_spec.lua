@@ -11,7 +11,7 @@ local files = write("t.lua", [[
 local sj = require "snailjob"
 sj.job("echo", function(args)
   sj.log.info("echo %s", args.job_params)
-  return sj.success({ params = args.job_params, z = 1, a = 2,
+  return sj.success({ params = args.job_params, z = 1, a = 2, r = 0.1,
                       shard = args.sharding_index,
                       total = args.sharding_total })
 end)
@@ -79,8 +79,9 @@ describe("snailjob.testing", function()
       local r = t.run{ files = files, executor = "echo", params = "hi" }
       assert.are.equal("SUCCESS", r.status)
       assert.are.equal(0, r.exit_code)
-      -- keys sorted on the way to the server, whatever Lua's table order
-      assert.are.equal('{"a":2,"params":"hi","z":1}', r.result)
+      -- keys sorted on the way to the server, whatever Lua's table order,
+      -- and 0.1 written as sj.json.encode writes it
+      assert.are.equal('{"a":2,"params":"hi","r":0.1,"z":1}', r.result)
       assert.are.equal("integer", math.type(r.tasks[1].id))
       assert.is_true(r.tasks[1].id > 1000000000000000000)
       assert.are.same({ "echo hi" }, t.messages(r))
