@@ -234,10 +234,12 @@ static int dump_value(sbuf *b, const json_t *v, int depth)
     case JSON_STRING:
         return dump_string(b, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
-        return sb_add(b, num, (size_t)sj_json_fmt_int(json_integer_value(v), num));
+        return sb_add(b, num,
+                      (size_t)sj_json_fmt_int(json_integer_value(v), num));
     case JSON_REAL:
         /* jansson refuses to build NaN/inf reals. */
-        return sb_add(b, num, (size_t)sj_json_fmt_real(json_real_value(v), num));
+        return sb_add(b, num,
+                      (size_t)sj_json_fmt_real(json_real_value(v), num));
     case JSON_TRUE:
         return sb_add(b, "true", 4);
     case JSON_FALSE:
@@ -268,7 +270,6 @@ static int dump(const json_t *v, int keep_order, char **out, size_t *len)
         *len = b.len;
     return 0;
 }
-
 
 int sj_json_dump(const json_t *v, char **out, size_t *len)
 {
