@@ -133,6 +133,33 @@ describe("snailjob.testing", function()
     end)
   end)
 
+  describe("the loading model (docs/lua-api.md)", function()
+    it("keeps module state between tasks of one worker", function()
+      local counter = write("counter.lua", [[
+local sj = require "snailjob"
+local loads = 0
+loads = loads + 1 -- top-level code: once per worker state
+local calls = 0
+sj.job("counter", function()
+  calls = calls + 1
+  return sj.success({ calls = calls, loads = loads })
+end)
+]])
+      local r = t.run{ files = counter, executor = "counter",
+                       type = "broadcast", nodes = 3,
+                       env = { SNAIL_WORKERS = "1" } }
+      assert.are.equal("SUCCESS", r.status)
+      local calls = {}
+      for _, task in ipairs(r.tasks) do
+        local v = t.decode(task.result)
+        assert.are.equal(1, v.loads)
+        calls[#calls + 1] = v.calls
+      end
+      table.sort(calls)
+      assert.are.same({ 1, 2, 3 }, calls)
+    end)
+  end)
+
   describe("stage", function()
     it("runs ROOT_MAP alone and returns its mr_do_map call", function()
       local r = t.stage{ files = files, executor = "count" }
