@@ -141,8 +141,13 @@ static int run_chain(const char *cmd, sj_local_options *nodes, size_t n,
         }
         rc = sj_local_run(&nodes[i], &reports[i], err, sizeof err);
         if (rc != 0) {
-            fprintf(stderr, "snailjob-lua %s: %s%s\n", cmd, err,
-                    n > 1 ? " (workflow node)" : "");
+            if (n > 1)
+                fprintf(stderr,
+                        "snailjob-lua %s: workflow node %zu of %zu (%s): "
+                        "%s\n",
+                        cmd, i + 1, n, nodes[i].executor, err);
+            else
+                fprintf(stderr, "snailjob-lua %s: %s\n", cmd, err);
             break;
         }
         done[ran++] = &reports[i];
