@@ -55,11 +55,14 @@ typedef struct sj_pool_options {
      * stop or timeout is reported at once and its worker retired (below);
      * 0 = 3000. */
     long long stop_grace_ms;
+    const char *builtins;   /* the `builtins` setting's text, or NULL */
+    const char *http_allow; /* the `http_allow` setting's text, or NULL */
 } sj_pool_options;
 
 struct sj_config;
 /* Fill the settings part of `po` (paths, memory cap, lua_allow, load
- * timeout, cleanup budget, stop_grace) from a loaded config. */
+ * timeout, cleanup budget, stop_grace, builtins, http_allow) from a
+ * loaded config. */
 void sj_pool_options_from_config(sj_pool_options *po,
                                  const struct sj_config *cfg);
 
@@ -129,6 +132,10 @@ unsigned long long sj_pool_generation(sj_pool *pool);
  * Returns the number of workers. */
 size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
                                   size_t max);
+
+/* Bytes each worker's Lua state held after its last task (or build),
+ * into out[0..max). Returns the number of workers. Any thread. */
+size_t sj_pool_worker_memory(sj_pool *pool, size_t *out, size_t max);
 
 /* Tasks waiting and running, for tests and benchmarks. */
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sj_builtins.h"
 #include "sj_error.h"
 #include "sj_json.h"
 #include "sj_spool.h"
@@ -35,10 +36,11 @@ typedef struct report {
     int refusals;
     int failures;
     int in_flight;
-    long long next_try; /* monotonic ms */
-    int64_t batch;      /* taskBatchId for the barrier; 0: none */
-    int held;           /* 1: waits for its batch's holders (not sent) */
-    int releases;       /* 1: its ack ends one hold of `batch` */
+    long long next_try;  /* monotonic ms */
+    int64_t batch;       /* taskBatchId for the barrier; 0: none */
+    int held;            /* 1: waits for its batch's holders (not sent) */
+    int releases;        /* 1: its ack ends one hold of `batch` */
+    long long queued_at; /* monotonic ms it was queued (journal age) */
 } report;
 
 /* Holders of one batch's report barrier (sj_upstream.h). */
@@ -242,6 +244,7 @@ static void beat_done(void *ud, int err, const char *detail,
         }
         set_state(up, LINK_UP, "");
         up->stats.beats_ok++;
+        up->stats.last_ok_ms = sj_now_ms();
         up->backoff_ms = BACKOFF_MIN_MS;
         up->next_beat = now + beat_interval_ms(up);
     } else {
@@ -439,6 +442,7 @@ static int enqueue_report(sj_upstream *up, char *body, uint64_t seq)
         return SJ_ENOMEM;
     r->body = body;
     r->seq = seq;
+    r->queued_at = sj_mono_ms();
     r->prev = up->rtail;
     if (up->rtail)
         up->rtail->next = r;
@@ -959,22 +963,28 @@ int sj_upstream_set_executors(sj_upstream *up, const char *const *names,
                               size_t n)
 {
     char **copy = calloc(n ? n : 1, sizeof *copy);
+    size_t m = 0;
 
     if (copy == NULL)
         return SJ_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if ((copy[i] = strdup(names[i])) == NULL) {
-            while (i-- > 0)
-                free(copy[i]);
+    for (size_t i = 0; i < n; i++) {
+        /* the console lists the built-ins itself (as the Java client,
+         * which does not register them) */
+        if (sj_builtins_is_executor(names[i]))
+            continue;
+        if ((copy[m++] = strdup(names[i])) == NULL) {
+            while (m-- > 0)
+                free(copy[m]);
             free(copy);
             return SJ_ENOMEM;
         }
+    }
     pthread_mutex_lock(&up->lock);
     for (size_t i = 0; i < up->n_names; i++)
         free(up->names[i]);
     free(up->names);
     up->names = copy;
-    up->n_names = n;
+    up->n_names = m;
     up->need_register = 1;
     up->beats_held = 0;
     pthread_cond_signal(&up->cond);
@@ -1016,5 +1026,10 @@ void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st)
     *st = up->stats;
     st->reports_pending = up->n_reports;
     st->reports_held = up->n_held;
+    st->oldest_report_age_ms = 0;
+    for (report *r = up->rhead; r != NULL; r = r->next)
+        if (sj_mono_ms() - r->queued_at > st->oldest_report_age_ms)
+            st->oldest_report_age_ms = sj_mono_ms() - r->queued_at;
+    st->reachable = up->state == LINK_UP;
     pthread_mutex_unlock(&up->lock);
 }

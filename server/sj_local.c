@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "sj_builtins.h"
 #include "sj_emu.h"
 #include "sj_endpoint.h"
 #include "sj_error.h"
@@ -827,6 +828,7 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
 
     /* The host's half, wired as serve() wires it. */
     atomic_init(&lh.pool, NULL);
+    memset(&ep, 0, sizeof ep);
     ep.token = o->cfg->token;
     ep.record_dir = NULL; /* a local run is not production */
     ep.ops.dispatch = lh_dispatch;
@@ -868,7 +870,9 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
                     : strcmp(kind, "map_reduce") == 0 ? "map_reduce"
                                                       : "job";
     if (kind == NULL) {
-        unknown_executor(o->executor, names, n, err, errlen);
+        if (!sj_builtins_hint(o->executor, sj_builtins_mask(o->cfg->builtins),
+                              err, errlen))
+            unknown_executor(o->executor, names, n, err, errlen);
         rc = SJ_ENOENT;
         goto fail_pool;
     }

@@ -13,6 +13,46 @@ local function run(o)
   return t.run(o)
 end
 
+describe("commandJob", function()
+  it("runs a program and streams its output", function()
+    local r = run{ executor = "commandJob", params = "echo hello world" }
+    assert.are.equal("SUCCESS", r.status)
+    assert.are.same({ code = 0, lines = 1 }, t.decode(r.result))
+    local seen = false
+    for _, m in ipairs(t.messages(r)) do
+      seen = seen or m:find("hello world", 1, true) ~= nil
+    end
+    assert.is_true(seen)
+  end)
+
+  it("fails with the exit code", function()
+    local r = run{ executor = "commandJob", params = "false" }
+    assert.are.equal(1, r.exit_code)
+    assert.are.equal("FAIL", r.status)
+  end)
+end)
+
+describe("a built-in executor that is not enabled", function()
+  it("fails naming the setting", function()
+    local r = run{ executor = "snailJobShellJobExecutor" }
+    assert.are.equal(1, r.exit_code)
+    assert.are.equal("FAIL", r.status)
+    assert.truthy(r.tasks[1].message:find("SNAIL_BUILTINS=shell", 1, true),
+      r.tasks[1].message)
+  end)
+end)
+
+describe("httpCheckJob", function()
+  it("fails naming the URL it cannot reach", function()
+    local r = run{ executor = "httpCheckJob",
+                   params = "http://127.0.0.1:1/nothing-listens" }
+    assert.are.equal(1, r.exit_code)
+    assert.are.equal("FAIL", r.status)
+    assert.truthy(r.tasks[1].message:find("127.0.0.1:1/nothing-listens", 1,
+      true), r.tasks[1].message)
+  end)
+end)
+
 describe("testJobExecutor", function()
   it("runs its steps and succeeds", function()
     local r = run{ executor = "testJobExecutor", params = "1" }
