@@ -27,11 +27,11 @@
 #include "sj_files.h"
 #include "sj_limits.h"
 #include "sj_link.h"
-#include "sj_local.h"
 #include "sj_log.h"
 #include "sj_metrics.h"
 #include "sj_pool.h"
 #include "sj_reload.h"
+#include "sj_run_cli.h"
 #include "sj_transport.h"
 #include "sj_upstream.h"
 #include "sj_vm.h"
@@ -49,6 +49,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: snailjob-lua [-c FILE] [--print-config]\n"
             "       snailjob-lua [-c FILE] run EXECUTOR [run options]\n"
+            "       snailjob-lua [-c FILE] replay FILE [--json]\n"
             "       snailjob-lua [-c FILE] check\n"
             "       snailjob-lua --help | --version\n"
             "\n"
@@ -60,23 +61,11 @@ static void usage(FILE *out)
             "  -h, --help         this text\n"
             "  -V, --version      the version\n"
             "\n"
-            "run EXECUTOR: run one executor end to end with no server; an\n"
-            "embedded SnailJob server emulation dispatches it to the host's\n"
-            "own workers and prints every task, the result and the logs.\n"
-            "  --type T           cluster|broadcast|sharding|map|mapreduce\n"
-            "                     (default: as declared: job -> cluster,\n"
-            "                     map -> map, map_reduce -> mapreduce)\n"
-            "  --params TEXT      the job parameter text (sharding: a JSON\n"
-            "                     list of strings, one per shard)\n"
-            "  --shards N         reduce tasks of a mapreduce (default 1)\n"
-            "  --nodes N          simulated hosts (broadcast: one task each)\n"
-            "  --wf-context JSON  run as a workflow node with this context\n"
-            "  --timeout SECONDS  executor/batch timeout (default 60)\n"
-            "  --json             print one JSON object instead of text\n"
-            "  SIGINT/SIGTERM stop the batch as the console's stop does.\n"
-            "  Exit status: 0 SUCCESS; 1 FAIL or STOP, or no such executor;\n"
-            "  2 bad usage or configuration; 3 an executor file failed to\n"
-            "  load.\n"
+            "run EXECUTOR: run one executor (one stage, or a workflow chain)\n"
+            "end to end with no server (snailjob-lua run --help).\n"
+            "\n"
+            "replay FILE: rerun a dispatch recorded under record_dir\n"
+            "(snailjob-lua replay --help).\n"
             "\n"
             "check: validate the config, load every executor file, list the\n"
             "executors and their kinds and what lua_allow gives back to the\n"
@@ -290,6 +279,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
 {
     host h = {NULL, NULL};
     sj_endpoint ep = {.token = cfg->token,
+                      .record_dir = cfg->record_dir,
                       .ops = {host_dispatch, host_stop, &h}};
     sj_server *srv = NULL;
     sj_link *link = NULL;
@@ -524,121 +514,22 @@ static void teardown(sj_config *cfg, sj_files *files)
     sj_config_free(cfg);
 }
 
-/* A whole positive number for `opt`, or -1 (message printed). */
-static int positive(const char *opt, const char *text, int max)
+static const sj_run_setup run_setup = {setup, teardown};
+
+static void check_usage(FILE *out)
 {
-    char *end;
-    long v = strtol(text, &end, 10);
-
-    if (text[0] == '\0' || *end != '\0' || v < 1 || v > max) {
-        fprintf(stderr,
-                "snailjob-lua run: %s: expected a number from 1 to %d, "
-                "got '%s'\n",
-                opt, max, text);
-        return -1;
-    }
-    return (int)v;
-}
-
-/* argv: what follows "run". */
-static int cmd_run(int argc, char **argv, const char *file)
-{
-    sj_local_options o = {.handle_signals = 1};
-    sj_local_report r;
-    sj_config cfg;
-    sj_files files;
-    char err[2048];
-    int json = 0, code, rc;
-
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = strcmp(a, "--type") == 0 || strcmp(a, "--params") == 0 ||
-                    strcmp(a, "--shards") == 0 || strcmp(a, "--nodes") == 0 ||
-                    strcmp(a, "--wf-context") == 0 ||
-                    strcmp(a, "--timeout") == 0 || strcmp(a, "-c") == 0 ||
-                    strcmp(a, "--config") == 0;
-        if (takes && v == NULL) {
-            fprintf(stderr, "snailjob-lua run: %s needs a value\n", a);
-            return EXIT_USAGE;
-        }
-        if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--type") == 0) {
-            if ((o.task_type = sj_local_type_parse(v)) == 0) {
-                fprintf(stderr,
-                        "snailjob-lua run: --type: expected cluster, "
-                        "broadcast, sharding, map or mapreduce, got '%s'\n",
-                        v);
-                return EXIT_USAGE;
-            }
-            i++;
-        } else if (strcmp(a, "--params") == 0) {
-            o.params = argv[++i];
-        } else if (strcmp(a, "--wf-context") == 0) {
-            o.wf_context = argv[++i];
-        } else if (strcmp(a, "--shards") == 0) {
-            if ((o.shards = positive(a, argv[++i], 1000)) < 0)
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--nodes") == 0) {
-            if ((o.nodes = positive(a, argv[++i], 64)) < 0)
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--timeout") == 0) {
-            if ((o.timeout_s = positive(a, argv[++i], 86400)) < 0)
-                return EXIT_USAGE;
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-            file = argv[++i];
-        } else if (strncmp(a, "--config=", 9) == 0) {
-            file = a + 9;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "snailjob-lua run: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return EXIT_USAGE;
-        } else if (o.executor == NULL) {
-            o.executor = a;
-        } else {
-            fprintf(stderr,
-                    "snailjob-lua run: one executor at a time ('%s' and "
-                    "'%s')\n",
-                    o.executor, a);
-            return EXIT_USAGE;
-        }
-    }
-    if (o.executor == NULL) {
-        fprintf(stderr, "snailjob-lua run: which executor? (snailjob-lua "
-                        "check lists them; --help for the options)\n");
-        return EXIT_USAGE;
-    }
-    if ((code = setup("run", file, &cfg, &files)) != EXIT_OK)
-        return code;
-    if (files.n == 0) {
-        fprintf(stderr, "snailjob-lua run: no executor files configured "
-                        "(SNAIL_EXECUTORS / executors)\n");
-        teardown(&cfg, &files);
-        return EXIT_USAGE;
-    }
-    o.cfg = &cfg;
-    o.files = (const char *const *)files.paths;
-    o.n_files = files.n;
-    rc = sj_local_run(&o, &r, err, sizeof err);
-    if (rc != 0) {
-        fprintf(stderr, "snailjob-lua run: %s\n", err);
-        code = rc == SJ_EINVAL ? EXIT_USAGE
-               : rc == SJ_ELUA ? EXIT_EXECUTORS
-                               : EXIT_FAIL;
-    } else {
-        if (json)
-            sj_local_print_json(&r, stdout);
-        else
-            sj_local_print(&r, stdout);
-        fflush(stdout);
-        code = r.status == SJ_SRV_SUCCESS ? EXIT_OK : EXIT_FAIL;
-    }
-    sj_local_report_free(&r);
-    teardown(&cfg, &files);
-    return code;
+    fprintf(out,
+            "usage: snailjob-lua [-c FILE] check\n"
+            "\n"
+            "Validates the config, loads every executor file, lists the\n"
+            "executors and their kinds and what lua_allow gives back to the\n"
+            "sandbox, and sends one heartbeat to the server.\n"
+            "\n"
+            "  -c, --config FILE  Lua config file returning a table\n"
+            "\n"
+            "Exit status: 0 all good; 1 server unreachable or token refused;\n"
+            "2 configuration error; 3 an executor file failed to load (or\n"
+            "did not finish within load_timeout).\n");
 }
 
 /* argv: what follows "check". */
@@ -657,11 +548,11 @@ static int cmd_check(int argc, char **argv, const char *file)
         } else if (strncmp(a, "--config=", 9) == 0) {
             file = a + 9;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
+            check_usage(stdout);
             return EXIT_OK;
         } else {
             fprintf(stderr, "snailjob-lua check: unknown argument '%s'\n\n", a);
-            usage(stderr);
+            check_usage(stderr);
             return EXIT_USAGE;
         }
     }
@@ -732,7 +623,9 @@ int main(int argc, char **argv)
         } else if (strncmp(a, "--config=", 9) == 0) {
             file = a + 9;
         } else if (strcmp(a, "run") == 0) {
-            return cmd_run(argc - i - 1, argv + i + 1, file);
+            return sj_run_cli(argc - i - 1, argv + i + 1, file, &run_setup);
+        } else if (strcmp(a, "replay") == 0) {
+            return sj_replay_cli(argc - i - 1, argv + i + 1, file, &run_setup);
         } else if (strcmp(a, "check") == 0) {
             return cmd_check(argc - i - 1, argv + i + 1, file);
         } else {

@@ -872,6 +872,41 @@ static int check_choices(const struct setting *s, const char *text, char *why,
     return 0;
 }
 
+/* lua_path / lua_cpath: every ';'-separated entry is a template with a
+ * '?' (a directory alone, the usual mistake, would fail at `require` with
+ * "cannot read DIR: Is a directory"). 0, or SJ_ECONFIG with `why`. */
+static int check_search_path(const struct setting *s, const char *text,
+                             char *why, size_t whylen)
+{
+    int c = strcmp(s->key, "lua_cpath") == 0;
+    const char *p = text;
+
+    while (*p != '\0') {
+        size_t len = strcspn(p, ";");
+        const char *sep = len > 0 && p[len - 1] == '/' ? "" : "/";
+        if (len > 0 && memchr(p, '?', len) == NULL) {
+            if (c)
+                snprintf(why, whylen,
+                         "'%.*s' has no '?': each ';'-separated entry is a "
+                         "template where '?' stands for the module name, "
+                         "e.g. '%.*s%s?.so' (';;' adds Lua's default)",
+                         (int)len, p, (int)len, p, sep);
+            else
+                snprintf(why, whylen,
+                         "'%.*s' has no '?': each ';'-separated entry is a "
+                         "template where '?' stands for the module name, "
+                         "e.g. '%.*s%s?.lua;%.*s%s?/init.lua' (';;' adds "
+                         "Lua's default)",
+                         (int)len, p, (int)len, p, sep, (int)len, p, sep);
+            return SJ_ECONFIG;
+        }
+        p += len;
+        if (*p == ';')
+            p++;
+    }
+    return 0;
+}
+
 /* Parses and checks `text` for setting i and stores it in `cfg`. */
 static int apply(sj_config *cfg, struct loader *ld, size_t i, const char *text,
                  sj_config_source src)
@@ -939,6 +974,10 @@ static int apply(sj_config *cfg, struct loader *ld, size_t i, const char *text,
                         who, k, LABELS_JSON_MAX);
         break;
     default:
+        if ((strcmp(s->key, "lua_path") == 0 ||
+             strcmp(s->key, "lua_cpath") == 0) &&
+            check_search_path(s, text, why, sizeof why) != 0)
+            return fail(ld, "%s: %s", who, why);
         break;
     }
     if ((*(char **)(void *)field = strdup(text)) == NULL)

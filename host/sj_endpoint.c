@@ -7,6 +7,7 @@
 #include "sj_error.h"
 #include "sj_log.h"
 #include "sj_metrics.h"
+#include "sj_record.h"
 #include "sj_text.h"
 
 #define AUTH_FAILED                                                            \
@@ -25,6 +26,7 @@ static void on_dispatch(sj_endpoint *ep, const sj_request *req,
     sj_task *t;
     int rc;
 
+    sj_record_dispatch(ep->record_dir, req, body, NULL, 0);
     if ((rc = sj_task_from_json(body, &t, why, sizeof why)) != 0) {
         sj_metrics_dispatch_refused(SJ_REFUSED_MALFORMED);
         SJ_WARN("dispatch refused: %s", why);

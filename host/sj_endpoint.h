@@ -28,7 +28,9 @@ typedef struct sj_endpoint_ops {
 } sj_endpoint_ops;
 
 typedef struct sj_endpoint {
-    const char *token; /* expected SJ-TOKEN (non-empty); borrowed */
+    const char *token;      /* expected SJ-TOKEN (non-empty); borrowed */
+    const char *record_dir; /* NULL/"": off; else every dispatch is saved
+                               there (sj_record.h); borrowed */
     sj_endpoint_ops ops;
     /* Private: wrong-token refusals (server thread only). */
     long long refused_at_;          /* monotonic ms of the last WARN */

@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 
 #include "sj_error.h"
+#include "sj_json.h"
 
 _Static_assert(sizeof(json_int_t) == sizeof(lua_Integer),
                "json_int_t and lua_Integer must both be 64-bit");
@@ -76,52 +77,6 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t n)
         i += k + 1;
     }
     return n;
-}
-
-/* Shortest of %.15g/%.16g/%.17g that reads back as `d` (finite), made to
- * look like a real (".0" added when it has no '.' or exponent). buf holds
- * at least 32 bytes. Returns the length. */
-static int fmt_real(double d, char *buf)
-{
-    int n = 0;
-
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, 32, "%.*g", prec, d);
-        if (prec == 17 || strtod(buf, NULL) == d)
-            break;
-    }
-    /* A locale whose decimal point is not '.' must not leak into JSON. */
-    for (int i = 0; i < n; i++) {
-        char ch = buf[i];
-        if (!(ch >= '0' && ch <= '9') && ch != '-' && ch != '+' && ch != 'e')
-            buf[i] = '.';
-    }
-    if (strpbrk(buf, ".e") == NULL) {
-        buf[n++] = '.';
-        buf[n++] = '0';
-        buf[n] = '\0';
-    }
-    return n;
-}
-
-/* Decimal text of an integer into buf (at least 21 bytes), unterminated.
- * Returns the length. */
-static int fmt_int(long long v, char *buf)
-{
-    char tmp[24];
-    int n = 0, len = 0;
-    unsigned long long u =
-        v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        buf[len++] = '-';
-    while (n > 0)
-        buf[len++] = tmp[--n];
-    return len;
 }
 
 /* An integral float inside the int64 range, as that integer. */
@@ -311,12 +266,12 @@ static size_t fmt_component(const frame *f, char *buf)
     switch (f->kind) {
     case FR_INT:
         buf[n++] = '[';
-        n += (size_t)fmt_int(f->u.i, buf + n);
+        n += (size_t)sj_json_fmt_int(f->u.i, buf + n);
         buf[n++] = ']';
         break;
     case FR_NUM: {
         char tmp[40];
-        fmt_real(f->u.n, tmp);
+        sj_json_fmt_real(f->u.n, tmp);
         n = (size_t)snprintf(buf, 48, "[%s]", tmp);
         break;
     }
@@ -520,7 +475,7 @@ static json_t *to_object(to_ctx *c, int idx, int depth)
             if (lua_isinteger(L, -2)) {
                 f->kind = FR_INT;
                 f->u.i = lua_tointeger(L, -2);
-                klen = (size_t)fmt_int(f->u.i, num);
+                klen = (size_t)sj_json_fmt_int(f->u.i, num);
             } else {
                 f->kind = FR_NUM;
                 f->u.n = lua_tonumber(L, -2);
@@ -529,7 +484,7 @@ static json_t *to_object(to_ctx *c, int idx, int depth)
                          f->u.n < 0 ? "-" : "");
                     goto fail_obj;
                 }
-                klen = (size_t)fmt_real(f->u.n, num);
+                klen = (size_t)sj_json_fmt_real(f->u.n, num);
             }
             k = num;
             check_dup = 1;
@@ -725,215 +680,9 @@ json_t *sj_luajson_to(lua_State *L, int idx, char *err, size_t errlen)
 
 /* ---- JSON text ----------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static int sb_reserve(sbuf *b, size_t more)
-{
-    size_t cap = b->cap;
-    char *p;
-
-    if (b->len + more < b->cap)
-        return 0;
-    while (cap <= b->len + more) {
-        if (cap > SIZE_MAX / 2)
-            return SJ_ENOMEM;
-        cap *= 2;
-    }
-    if ((p = realloc(b->p, cap)) == NULL)
-        return SJ_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (sb_reserve(b, n) != 0)
-        return SJ_ENOMEM;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-/* Bytes that must be escaped in a JSON string: controls, '"', '\\'. */
-static int needs_escape(unsigned char ch)
-{
-    return ch < 0x20 || ch == '"' || ch == '\\';
-}
-
-static int dump_string(sbuf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i = 0;
-
-    if (sb_add(b, "\"", 1) != 0)
-        return SJ_ENOMEM;
-    while (i < n) {
-        size_t run = i;
-        unsigned char ch;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t elen = 2;
-
-        while (run < n && !needs_escape((unsigned char)s[run]))
-            run++;
-        if (run > i && sb_add(b, s + i, run - i) != 0)
-            return SJ_ENOMEM;
-        if (run == n)
-            break;
-        ch = (unsigned char)s[run];
-        switch (ch) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[ch >> 4];
-            esc[5] = hex[ch & 15];
-            elen = 6;
-        }
-        if (sb_add(b, esc, elen) != 0)
-            return SJ_ENOMEM;
-        i = run + 1;
-    }
-    return sb_add(b, "\"", 1);
-}
-
-typedef struct member {
-    const char *key;
-    size_t len;
-    json_t *value;
-} member;
-
-static int member_cmp(const void *a, const void *b)
-{
-    const member *x = a, *y = b;
-    int r = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
-
-    if (r != 0)
-        return r;
-    return (x->len > y->len) - (x->len < y->len);
-}
-
-static int dump_value(sbuf *b, const json_t *v, int depth);
-
-static int dump_object(sbuf *b, const json_t *v, int depth)
-{
-    json_t *obj = (json_t *)v;
-    member small[16], *m = small;
-    size_t n = json_object_size(obj), i = 0;
-    int rc = 0;
-
-    if (n > sizeof small / sizeof small[0] &&
-        (m = malloc(n * sizeof *m)) == NULL)
-        return SJ_ENOMEM;
-    for (void *it = json_object_iter(obj); it != NULL && i < n;
-         it = json_object_iter_next(obj, it), i++) {
-        m[i].key = json_object_iter_key(it);
-        m[i].len = json_object_iter_key_len(it);
-        m[i].value = json_object_iter_value(it);
-    }
-    n = i;
-    qsort(m, n, sizeof *m, member_cmp);
-    rc = sb_add(b, "{", 1);
-    for (i = 0; i < n && rc == 0; i++) {
-        if (i > 0)
-            rc = sb_add(b, ",", 1);
-        if (rc == 0)
-            rc = dump_string(b, m[i].key, m[i].len);
-        if (rc == 0)
-            rc = sb_add(b, ":", 1);
-        if (rc == 0)
-            rc = dump_value(b, m[i].value, depth + 1);
-    }
-    if (rc == 0)
-        rc = sb_add(b, "}", 1);
-    if (m != small)
-        free(m);
-    return rc;
-}
-
-static int dump_value(sbuf *b, const json_t *v, int depth)
-{
-    char num[40];
-    int rc;
-
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        if (depth >= SJ_LUAJSON_MAX_DEPTH)
-            return SJ_ETOOBIG;
-        return dump_object(b, v, depth);
-    case JSON_ARRAY: {
-        size_t n = json_array_size(v);
-
-        if (depth >= SJ_LUAJSON_MAX_DEPTH)
-            return SJ_ETOOBIG;
-        if ((rc = sb_add(b, "[", 1)) != 0)
-            return rc;
-        for (size_t i = 0; i < n; i++) {
-            if (i > 0 && (rc = sb_add(b, ",", 1)) != 0)
-                return rc;
-            if ((rc = dump_value(b, json_array_get(v, i), depth + 1)) != 0)
-                return rc;
-        }
-        return sb_add(b, "]", 1);
-    }
-    case JSON_STRING:
-        return dump_string(b, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER:
-        return sb_add(b, num, (size_t)fmt_int(json_integer_value(v), num));
-    case JSON_REAL:
-        /* jansson refuses to build NaN/inf reals. */
-        return sb_add(b, num, (size_t)fmt_real(json_real_value(v), num));
-    case JSON_TRUE:
-        return sb_add(b, "true", 4);
-    case JSON_FALSE:
-        return sb_add(b, "false", 5);
-    case JSON_NULL:
-    default:
-        return sb_add(b, "null", 4);
-    }
-}
-
 int sj_luajson_dump(const json_t *v, char **out, size_t *len)
 {
-    sbuf b = {NULL, 0, 64};
-    int rc;
-
-    *out = NULL;
-    if (v == NULL)
-        return SJ_EINVAL;
-    if ((b.p = malloc(b.cap)) == NULL)
-        return SJ_ENOMEM;
-    if ((rc = dump_value(&b, v, 0)) != 0 || (rc = sb_reserve(&b, 1)) != 0) {
-        free(b.p);
-        return rc;
-    }
-    b.p[b.len] = '\0';
-    *out = b.p;
-    if (len != NULL)
-        *len = b.len;
-    return 0;
+    return sj_json_dump(v, out, len);
 }
 
 /* ---- sj.json ------------------------------------------------------------- */

@@ -63,8 +63,10 @@
 #include <jansson.h>
 #include <lua.h>
 
-/* Deepest container nesting accepted in either direction. */
-#define SJ_LUAJSON_MAX_DEPTH 200
+#include "sj_json.h"
+
+/* Deepest container nesting accepted in either direction (sj_json's). */
+#define SJ_LUAJSON_MAX_DEPTH SJ_JSON_MAX_DEPTH
 
 /* Default for sj_luajson_opts.max_size (and what sj_luajson_to uses). */
 #define SJ_LUAJSON_MAX_SIZE (16 * 1024 * 1024)
@@ -110,6 +112,7 @@ json_t *sj_luajson_to_opts(lua_State *L, int idx, const sj_luajson_opts *opts,
  * On success *out is a malloc'd NUL-terminated string the caller free()s and
  * *len its length (may be NULL). Returns 0, SJ_ENOMEM, or SJ_ETOOBIG
  * (deeper than SJ_LUAJSON_MAX_DEPTH). Any thread; touches no Lua state.
+ * The same as sj_json_dump (sj_json.h), the host's one JSON writer.
  */
 int sj_luajson_dump(const json_t *v, char **out, size_t *len);
 

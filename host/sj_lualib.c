@@ -271,10 +271,13 @@ static int snailjob_register(lua_State *L)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &k_executors);
     if (lua_getfield(L, -1, name) != LUA_TNIL) {
         lua_getfield(L, -1, "where");
-        return luaL_error(L,
-                          "executor '%s' is declared twice: first at %s, "
-                          "again at %s",
-                          name, lua_tostring(L, -1), site);
+        /* No luaL_where prefix: it would name snailjob.lua, not a file of
+         * the user's; both of theirs are in the message. */
+        lua_pushfstring(L,
+                        "executor '%s' is declared twice: first at %s, "
+                        "again at %s",
+                        name, lua_tostring(L, -1), site);
+        return lua_error(L);
     }
     lua_pop(L, 1);
     lua_createtable(L, 0, 3);
@@ -295,6 +298,32 @@ static int snailjob_set_result_mt(lua_State *L)
     lua_settop(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_result_mt);
     return 0;
+}
+
+/* core.failure([message]): sj.failure. In C so that a bad argument names
+ * the handler's file:line even from `return sj.failure(x)`: a tail call
+ * to a C function keeps the caller's frame, one to a Lua function does
+ * not. Returns {status = "failure", message = text} with the Result
+ * metatable. */
+static int snailjob_failure(lua_State *L)
+{
+    int t = lua_type(L, 1);
+
+    if (t == LUA_TNONE || t == LUA_TNIL)
+        lua_pushliteral(L, "Task execution failed");
+    else if (t == LUA_TNUMBER || t == LUA_TSTRING)
+        lua_pushstring(L, lua_tostring(L, 1));
+    else
+        return luaL_error(L, "sj.failure: message must be a string, got %s",
+                          luaL_typename(L, 1));
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "failure");
+    lua_setfield(L, -2, "status");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "message");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_result_mt);
+    lua_setmetatable(L, -2);
+    return 1;
 }
 
 void sj_lualib_push_executors(lua_State *L)
@@ -695,11 +724,10 @@ static int snailjob_mr_do_map(lua_State *L)
 
 /* ---- module ------------------------------------------------------------- */
 
-static const luaL_Reg core_funcs[] = {{"register", snailjob_register},
-                                      {"set_result_mt", snailjob_set_result_mt},
-                                      {"mr_do_map", snailjob_mr_do_map},
-                                      {"sleep", snailjob_sleep},
-                                      {NULL, NULL}};
+static const luaL_Reg core_funcs[] = {
+    {"register", snailjob_register}, {"set_result_mt", snailjob_set_result_mt},
+    {"failure", snailjob_failure},   {"mr_do_map", snailjob_mr_do_map},
+    {"sleep", snailjob_sleep},       {NULL, NULL}};
 
 static const luaL_Reg log_funcs[] = {{"debug", log_debug},
                                      {"info", log_info},

@@ -12,6 +12,7 @@
 
 #include "sj_config.h"
 #include "sj_error.h"
+#include "sj_json.h"
 #include "sj_log.h"
 #include "sj_metrics.h"
 #include "sj_vm.h"
@@ -274,7 +275,7 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
         }
     }
 
-    wf = wf_changes != NULL ? json_dumps(wf_changes, JSON_COMPACT) : NULL;
+    wf = wf_changes != NULL ? sj_json_text(wf_changes) : NULL;
     req = json_pack("{s:I,s:I,s:I,s:s,s:O,s:s}", "jobId", (json_int_t)t->job_id,
                     "taskBatchId", (json_int_t)t->task_batch_id, "parentId",
                     (json_int_t)t->task_id, "taskName", next_task_name,
@@ -287,7 +288,7 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
                             json_integer(t->workflow_node_id));
     }
     args = json_pack("[o]", req);
-    body = args != NULL ? json_dumps(args, JSON_COMPACT) : NULL;
+    body = args != NULL ? sj_json_text(args) : NULL;
     json_decref(args);
     if (body == NULL) {
         snprintf(err, errlen, "cannot encode the map report");

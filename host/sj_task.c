@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sj_error.h"
+#include "sj_json.h"
 
 static const char *const outcome_names[] = {
     [SJ_OUT_OK] = "ok",
@@ -286,13 +287,13 @@ char *sj_task_report_json(const sj_task *t, sj_outcome out,
     json_object_set_new(
         req, "retry", json_boolean(t->has_retry ? t->retry : t->retry_status));
     if (wf_changes != NULL && json_object_size(wf_changes) > 0) {
-        char *wf = json_dumps(wf_changes, JSON_COMPACT);
+        char *wf = sj_json_text(wf_changes);
         if (wf != NULL)
             json_object_set_new(req, "wfContext", json_string(wf));
         free(wf);
     }
     json_t *args = json_pack("[o]", req);
-    text = args != NULL ? json_dumps(args, JSON_COMPACT) : NULL;
+    text = args != NULL ? sj_json_text(args) : NULL;
     json_decref(args);
     return text;
 }

@@ -12,6 +12,7 @@
 
 #include "sj_builtins.h"
 #include "sj_error.h"
+#include "sj_json.h"
 #include "sj_spool.h"
 
 #define REPORT_WINDOW 64      /* result reports in flight at once */
@@ -305,7 +306,7 @@ static char *register_body(sj_upstream *up)
         json_array_append_new(list,
                               json_pack("{s:s}", "executorInfo", up->names[i]));
     args = json_pack("[o]", list);
-    text = json_dumps(args, JSON_COMPACT);
+    text = sj_json_text(args);
     json_decref(args);
     return text;
 }
@@ -726,14 +727,17 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     free(cut);
     if (rec == NULL)
         return;
-    size_t tlen = json_dumpb(rec, NULL, 0, JSON_COMPACT);
+    /* One writer for every outbound body (sorted keys), outside the lock:
+     * the dump is the cost. */
+    char *text = sj_json_text(rec);
+    json_decref(rec);
+    size_t tlen = text != NULL ? strlen(text) : 0;
     if (tlen == 0 || (l = malloc(sizeof *l + tlen + 1)) == NULL) {
-        json_decref(rec);
+        free(text);
         return;
     }
-    json_dumpb(rec, l->text, tlen, JSON_COMPACT);
-    l->text[tlen] = '\0';
-    json_decref(rec);
+    memcpy(l->text, text, tlen + 1);
+    free(text);
     size_t bytes = sizeof *l + tlen + 1 + 16;
 
     pthread_mutex_lock(&up->lock);
@@ -806,7 +810,7 @@ static void queue_drop_notice(sj_upstream *up)
         if (name && strcmp(name, "level") == 0)
             json_object_set_new(f, "value", json_string("WARN"));
     }
-    text = json_dumps(rec, JSON_COMPACT);
+    text = sj_json_text(rec);
     json_decref(rec);
     if (text == NULL)
         return;

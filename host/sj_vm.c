@@ -79,6 +79,25 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* ---- the protected gate ------------------------------------------------- */
 
+/* error({code = 7}) as its JSON text, so that the task's message says
+ * what was raised; a table JSON cannot hold (a function, a cycle) says
+ * why. Pushes the message. */
+static const char *push_table_error(lua_State *L, int idx)
+{
+    char why[256], *text = NULL;
+    json_t *v = sj_luajson_to(L, idx, why, sizeof why);
+
+    if (v != NULL && sj_luajson_dump(v, &text, NULL) == 0) {
+        lua_pushstring(L, text);
+        free(text);
+    } else {
+        lua_pushfstring(L, "(error object is a table value: %s)",
+                        v != NULL ? "out of memory" : why);
+    }
+    json_decref(v);
+    return lua_tostring(L, -1);
+}
+
 /* Message handler: keeps the interruption marker as it is (and allocates
  * nothing for it); adds a traceback to anything else. */
 static int msghandler(lua_State *L)
@@ -89,6 +108,8 @@ static int msghandler(lua_State *L)
     if (msg == NULL) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
             msg = lua_tostring(L, -1);
+        else if (lua_type(L, 1) == LUA_TTABLE)
+            msg = push_table_error(L, 1);
         else
             msg = lua_pushfstring(L, "(error object is a %s value)",
                                   luaL_typename(L, 1));

@@ -13,6 +13,8 @@
 --       and reads it when routing, so handlers added later to a declared
 --       map executor are seen. Raises on a duplicate name.
 --   core.set_result_mt(mt)           the metatable of sj.success/sj.failure
+--   core.failure(message)            sj.failure itself (argument checks
+--                                    that name the caller's file:line)
 --       results, so the host can tell a result marker from a plain value.
 --   core.mr_do_map(list, next_task_name)  reports sub-tasks; raises on error.
 --   core.log, core.hostlog, core.sleep, core.json, core.http (sj_http.h),
@@ -43,18 +45,10 @@ function M.success(value)
   return setmetatable({ status = "success", value = value }, Result)
 end
 
---- sj.failure([message]): the task failed with `message`.
-function M.failure(message)
-  local t = type(message)
-  if message == nil then
-    message = "Task execution failed"
-  elseif t == "number" then
-    message = tostring(message)
-  elseif t ~= "string" then
-    error("sj.failure: message must be a string, got " .. t, 2)
-  end
-  return setmetatable({ status = "failure", message = message }, Result)
-end
+--- sj.failure([message]): the task failed with `message` (a string or a
+--- number; nil: "Task execution failed"). In C (core.failure) so that a bad
+--- argument names the caller's file:line, also from `return sj.failure(x)`.
+M.failure = core.failure
 
 --- True when `v` is a value made by sj.success or sj.failure.
 function M.is_result(v)

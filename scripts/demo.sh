@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: set up, build, then run every seed
 # example of examples/ through `snailjob-lua run` -- no SnailJob server, no
-# database, no JVM -- and end with a summary. Usage: scripts/demo.sh
+# database, no JVM -- plus one stage alone and a workflow chain, and end
+# with a summary. Usage: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
@@ -18,8 +19,9 @@ demo() {
     out=$(mktemp)
     "$bin" run "$@" | tee "$out" || rc=${PIPESTATUS[0]}
     # "status    SUCCESS in 0.02 s" / "result    42" from the report above
+    # (of a workflow chain: its last node)
     local got
-    got="$(awk '/^status /{sub(/^status +/, ""); print; exit}' "$out"), result $(awk '/^result /{sub(/^result +/, ""); print; exit}' "$out")"
+    got="$(awk '/^status /{sub(/^status +/, ""); s=$0} END{print s}' "$out"), result $(awk '/^result /{sub(/^result +/, ""); r=$0} END{print r}' "$out")"
     rm -f "$out"
     if { [ "$expect" = ok ] && [ "$rc" -eq 0 ]; } ||
        { [ "$expect" = fail ] && [ "$rc" -ne 0 ]; }; then
@@ -34,6 +36,8 @@ demo "static sharding"         ok   -- testShardingJobExecutor --type sharding -
 demo "workflow context"        ok   -- testWorkflowExecutor --wf-context '{"orders":3}'
 demo "Map"                     ok   -- testMyMapExecutor
 demo "MapReduce (sum is 42)"   ok   -- testMapReduceJobExecutor --shards 2
+demo "one reduce, crafted input" ok  -- testMapReduceJobExecutor --stage reduce --map-result '[2,4,6]'
+demo "workflow chain of two"   ok   -- testWorkflowExecutor --wf-context '{"orders":0}' --then testWorkflowExecutor
 demo "a failing executor"      fail -- testJobExecutorFailed
 demo "stop: timeout after 3 s" fail -- testJobExecutor --timeout 3
 demo "a command (df -h /)"     ok   -- commandJob --params 'df -h /'

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "sj_builtins.h"
@@ -36,6 +37,7 @@
 #define DRAIN_WAIT_MS 3000   /* stopped tasks end after the batch did */
 #define UPSTREAM_GRACE_MS 3000
 #define HARD_EXTRA_MS 15000 /* batch still open after timeout + this */
+#define LOG_STALL_MS 10000  /* no log line delivered for this long: give up */
 #define MAX_NODES 64
 #define DEFAULT_PORT 17889 /* simulated nodes' port label */
 
@@ -506,7 +508,7 @@ const char *sj_local_status_name(int status)
     return "?";
 }
 
-static const char *reason_name(int reason)
+const char *sj_local_reason_name(int reason)
 {
     switch (reason) {
     case SJ_SRV_REASON_TIMEOUT:
@@ -519,7 +521,7 @@ static const char *reason_name(int reason)
     return NULL;
 }
 
-static const char *stage_name(int stage)
+const char *sj_local_stage_name(int stage)
 {
     switch (stage) {
     case SJ_SRV_STAGE_MAP:
@@ -530,6 +532,18 @@ static const char *stage_name(int stage)
         return "MERGE";
     }
     return NULL;
+}
+
+int sj_local_stage_parse(const char *word)
+{
+    if (word == NULL)
+        return 0;
+    for (int i = SJ_SRV_STAGE_MAP; i <= SJ_SRV_STAGE_MERGE; i++)
+        if (strcasecmp(word, sj_local_stage_name(i)) == 0)
+            return i;
+    if (strcasecmp(word, "merge_reduce") == 0)
+        return SJ_SRV_STAGE_MERGE;
+    return 0;
 }
 
 /* "no executor named 'x' ... did you mean 'y'?" into err. */
@@ -665,7 +679,34 @@ static int check_options(const sj_local_options *o, char *err, size_t errlen)
             return SJ_EINVAL;
         }
     }
-    if (o->task_type == SJ_SRV_SHARDING) {
+    if (o->stage != 0 && o->stage_input != NULL) {
+        json_error_t je;
+        json_t *in = json_loads(o->stage_input, JSON_DECODE_ANY, &je);
+        int ok = o->stage == SJ_SRV_STAGE_MAP ? in != NULL : json_is_array(in);
+        json_decref(in);
+        if (!ok) {
+            snprintf(
+                err, errlen, "%s: expected %s, got '%s'%s%s",
+                o->stage == SJ_SRV_STAGE_MERGE ? "--reduces" : "--map-result",
+                o->stage == SJ_SRV_STAGE_MAP ? "a JSON value" : "a JSON array",
+                o->stage_input, in == NULL ? ": " : "",
+                in == NULL ? je.text : "");
+            return SJ_EINVAL;
+        }
+    }
+    if (o->stage == 0 && o->stage_task_name != NULL) {
+        snprintf(err, errlen, "--task-name needs --stage map");
+        return SJ_EINVAL;
+    }
+    if (o->shard_total > 0 &&
+        (o->shard_index < 0 || o->shard_index >= o->shard_total)) {
+        snprintf(err, errlen,
+                 "--sharding-index: expected 0 to %d (--sharding-total "
+                 "%d), got %d",
+                 o->shard_total - 1, o->shard_total, o->shard_index);
+        return SJ_EINVAL;
+    }
+    if (o->task_type == SJ_SRV_SHARDING && o->shard_total == 0) {
         json_t *arr = o->params ? json_loads(o->params, 0, NULL) : NULL;
         int ok = json_is_array(arr) && json_array_size(arr) > 0;
         for (size_t i = 0; ok && i < json_array_size(arr); i++) {
@@ -684,6 +725,43 @@ static int check_options(const sj_local_options *o, char *err, size_t errlen)
 }
 
 static void collect(sj_srv *srv, int64_t id, sj_local_report *r);
+
+/* sj_srv_config.log_sink: one record per line of the report's file. */
+static void log_sink(void *ud, const char *record)
+{
+    sj_local_report *r = ud;
+    if (r->logs != NULL && fputs(record, r->logs) >= 0 &&
+        fputc('\n', r->logs) != EOF)
+        r->n_logs++;
+    else
+        r->logs_dropped++;
+}
+
+/* Every log line the tasks wrote reaches the server before the run ends:
+ * wait while the host still has lines queued and they keep moving.
+ * Returns the number of lines that were not delivered. */
+static unsigned long drain_logs(sj_upstream *up, sj_srv *srv)
+{
+    sj_upstream_stats st;
+    unsigned long last = (unsigned long)-1;
+    long long stall = sj_mono_ms() + LOG_STALL_MS;
+
+    for (;;) {
+        sj_upstream_get_stats(up, &st);
+        if (st.log_lines_sent >= st.log_lines_queued)
+            return st.log_lines_dropped;
+        if (st.log_lines_sent != last) {
+            last = st.log_lines_sent;
+            stall = sj_mono_ms() + LOG_STALL_MS;
+        } else if (sj_mono_ms() >= stall) {
+            return st.log_lines_dropped +
+                   (st.log_lines_queued - st.log_lines_sent);
+        }
+        sj_upstream_flush(up);
+        sj_srv_tick(srv, sj_mono_ms());
+        sleep_ms(5);
+    }
+}
 
 int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
                  size_t errlen)
@@ -730,6 +808,13 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
     sc.token = o->cfg->token;
     sc.expire_ms = 24 * 3600 * 1000;
     sc.complete_on_nonleaf = 1;
+    sc.log_sink = log_sink;
+    sc.log_sink_ud = out;
+    if ((out->logs = tmpfile()) == NULL) {
+        snprintf(err, errlen, "cannot create a temporary file for the log");
+        rc = SJ_EIO;
+        goto fail_srv;
+    }
     ops.send = bus_send;
     ops.ud = &b;
     b.token = o->cfg->token;
@@ -745,6 +830,7 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
     atomic_init(&lh.pool, NULL);
     memset(&ep, 0, sizeof ep);
     ep.token = o->cfg->token;
+    ep.record_dir = NULL; /* a local run is not production */
     ep.ops.dispatch = lh_dispatch;
     ep.ops.stop = lh_stop;
     ep.ops.ud = &lh;
@@ -790,6 +876,16 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
         rc = SJ_ENOENT;
         goto fail_pool;
     }
+    if (o->stage != 0 && strcmp(out->kind, "map_reduce") != 0 &&
+        (strcmp(out->kind, "map") != 0 || o->stage != SJ_SRV_STAGE_MAP)) {
+        snprintf(err, errlen,
+                 "--stage %s: '%s' is a %s executor; stages are for %s",
+                 sj_local_stage_name(o->stage), o->executor, out->kind,
+                 o->stage == SJ_SRV_STAGE_MAP ? "map and map_reduce executors"
+                                              : "map_reduce executors");
+        rc = SJ_EINVAL;
+        goto fail_pool;
+    }
     sj_upstream_set_executors(up, names, n);
     atomic_store(&lh.pool, pool);
 
@@ -824,9 +920,14 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
     job.executor_type = o->cfg->executor_type;
     if (o->wf_context != NULL) {
         job.workflow_task_batch_id = 1;
-        job.workflow_node_id = 1;
+        job.workflow_node_id = o->wf_node_id > 0 ? o->wf_node_id : 1;
         job.wf_context = o->wf_context;
     }
+    job.stage = o->stage;
+    job.stage_task_name = o->stage_task_name;
+    job.stage_input = o->stage_input;
+    job.shard_index = o->shard_index;
+    job.shard_total = o->shard_total;
     t0 = sj_mono_ms();
     if ((rc = sj_srv_trigger(srv, &job, &id)) != 0) {
         snprintf(err, errlen, "the local server refused the job: %s",
@@ -873,6 +974,7 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
         sj_srv_tick(srv, sj_mono_ms());
         sleep_ms(5);
     }
+    out->logs_dropped += drain_logs(up, srv);
     rc = 0;
 
 fail_pool:
@@ -893,6 +995,11 @@ fail_bus:
     }
 fail_srv:
     sj_srv_destroy(srv);
+    if (rc != 0 && out->logs != NULL) {
+        fclose(out->logs);
+        out->logs = NULL;
+        out->n_logs = 0;
+    }
     if (o->handle_signals)
         pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return rc;
@@ -916,10 +1023,41 @@ static char *field_value(const json_t *fields, const char *name)
     return strdup("");
 }
 
+#define URI_MAP "/batch/report/job/map/task/v1"
+
+/* The batch's mr_do_map calls, from the server's request record. */
+static char *map_calls(sj_srv *srv, int64_t id)
+{
+    json_t *calls = json_array();
+    char *text;
+
+    for (size_t i = 0, n = sj_srv_request_count(srv, URI_MAP); i < n; i++) {
+        sj_request req;
+        json_t *args, *m;
+
+        if (sj_srv_request_get(srv, URI_MAP, i, &req, NULL) != 0)
+            continue;
+        args = json_loads(req.body ? req.body : "", JSON_DECODE_ANY, NULL);
+        m = json_array_get(args, 0);
+        if (json_integer_value(json_object_get(m, "taskBatchId")) == id) {
+            json_t *c = json_object();
+            json_object_set(c, "parent_id", json_object_get(m, "parentId"));
+            json_object_set(c, "task_name", json_object_get(m, "taskName"));
+            json_object_set(c, "list", json_object_get(m, "subTask"));
+            json_array_append_new(calls, c);
+        }
+        json_decref(args);
+        sj_request_free(&req);
+    }
+    text = json_dumps(calls, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(calls);
+    return text;
+}
+
 static void collect(sj_srv *srv, int64_t id, sj_local_report *r)
 {
     sj_srv_batch_info *bv;
-    size_t nb, nl = sj_srv_log_count(srv);
+    size_t nb;
 
     r->batch_id = id;
     if (sj_srv_batches(srv, &bv, &nb) == 0) {
@@ -936,36 +1074,51 @@ static void collect(sj_srv *srv, int64_t id, sj_local_report *r)
         r->result = NULL;
     if (sj_srv_batch_wf_context(srv, id, &r->wf_context) != 0)
         r->wf_context = strdup("{}");
+    r->map_calls = map_calls(srv, id);
+    if (r->logs != NULL)
+        fflush(r->logs);
+}
 
-    r->logs = calloc(nl ? nl : 1, sizeof *r->logs);
-    for (size_t i = 0; r->logs != NULL && i < nl; i++) {
-        char *text = NULL;
-        json_t *rec, *fields;
-        json_int_t batch;
-        sj_local_log *l;
+void sj_local_log_rewind(const sj_local_report *r)
+{
+    if (r->logs != NULL)
+        rewind(r->logs);
+}
 
-        if (sj_srv_log_get(srv, i, &text) != 0)
+void sj_local_log_free(sj_local_log *l)
+{
+    free(l->level);
+    free(l->location);
+    free(l->message);
+    memset(l, 0, sizeof *l);
+}
+
+int sj_local_log_next(const sj_local_report *r, sj_local_log *l)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+
+    memset(l, 0, sizeof *l);
+    while (r->logs != NULL && (len = getline(&line, &cap, r->logs)) > 0) {
+        json_t *rec = json_loadb(line, (size_t)len, 0, NULL), *fields;
+        char *stamp;
+        if (rec == NULL)
             continue;
-        rec = json_loads(text, 0, NULL);
-        free(text);
-        batch = json_integer_value(json_object_get(rec, "taskBatchId"));
-        if (rec == NULL || batch != id) {
-            json_decref(rec);
-            continue;
-        }
         fields = json_object_get(rec, "fieldList");
-        l = &r->logs[r->n_logs++];
         l->task_id = json_integer_value(json_object_get(rec, "taskId"));
         l->level = field_value(fields, "level");
         l->location = field_value(fields, "location");
         l->message = field_value(fields, "message");
-        {
-            char *stamp = field_value(fields, "time_stamp");
-            l->time_ms = stamp != NULL ? atoll(stamp) : 0;
-            free(stamp);
-        }
+        stamp = field_value(fields, "time_stamp");
+        l->time_ms = stamp != NULL ? atoll(stamp) : 0;
+        free(stamp);
         json_decref(rec);
+        free(line);
+        return 1;
     }
+    free(line);
+    return 0;
 }
 
 void sj_local_report_free(sj_local_report *r)
@@ -976,189 +1129,9 @@ void sj_local_report_free(sj_local_report *r)
     free(r->result);
     free(r->wf_context_in);
     free(r->wf_context);
+    free(r->map_calls);
     sj_srv_tasks_free(r->tasks, r->n_tasks);
-    for (size_t i = 0; i < r->n_logs; i++) {
-        free(r->logs[i].level);
-        free(r->logs[i].location);
-        free(r->logs[i].message);
-    }
-    free(r->logs);
+    if (r->logs != NULL)
+        fclose(r->logs);
     memset(r, 0, sizeof *r);
-}
-
-/* Keys of `now` whose value differs from `before`, and keys of `before`
- * that are gone (as null). New reference. */
-static json_t *changed_keys(const char *before_text, const char *now_text)
-{
-    json_t *before = json_loads(before_text ? before_text : "{}", 0, NULL);
-    json_t *now = json_loads(now_text ? now_text : "{}", 0, NULL);
-    json_t *ch = json_object(), *v;
-    const char *k;
-
-    json_object_foreach(now, k, v)
-    {
-        if (!json_equal(v, json_object_get(before, k)))
-            json_object_set(ch, k, v);
-    }
-    json_object_foreach(before, k, v)
-    {
-        if (json_object_get(now, k) == NULL)
-            json_object_set_new(ch, k, json_null());
-    }
-    json_decref(before);
-    json_decref(now);
-    return ch;
-}
-
-static size_t task_index(const sj_local_report *r, int64_t task_id)
-{
-    for (size_t i = 0; i < r->n_tasks; i++)
-        if (r->tasks[i].task_id == task_id)
-            return i;
-    return (size_t)-1;
-}
-
-static void clock_text(long long ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-
-    if (ms <= 0 || localtime_r(&t, &tm) == NULL) {
-        snprintf(buf, len, "-");
-        return;
-    }
-    snprintf(buf, len, "%02d:%02d:%02d.%03lld", tm.tm_hour, tm.tm_min,
-             tm.tm_sec, ms % 1000);
-}
-
-void sj_local_print(const sj_local_report *r, FILE *out)
-{
-    const char *why = reason_name(r->reason);
-    json_t *ch = changed_keys(r->wf_context_in, r->wf_context);
-    char *chtext = json_dumps(ch, JSON_COMPACT);
-
-    fprintf(out, "executor  %s (%s), run as %s on %d node%s\n", r->executor,
-            r->kind ? r->kind : "?", sj_local_type_name(r->task_type), r->nodes,
-            r->nodes == 1 ? "" : "s");
-    fprintf(out, "batch     %" PRId64 "\n\n", r->batch_id);
-    fprintf(out, "tasks (%zu)\n", r->n_tasks);
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        const sj_srv_task_info *t = &r->tasks[i];
-        const char *stage = stage_name(t->mr_stage);
-        size_t parent = task_index(r, t->parent_id);
-        fprintf(out, "  #%-3zu %-20s %-8s", i + 1, t->name,
-                sj_local_status_name(t->status));
-        if (stage != NULL)
-            fprintf(out, " stage %s", stage);
-        if (t->parent_id != 0 && parent != (size_t)-1)
-            fprintf(out, " parent #%zu", parent + 1);
-        fprintf(out, " on %s\n", t->host_id ? t->host_id : "(none)");
-        if (t->result != NULL && t->result[0] != '\0')
-            fprintf(out, "        result:  %s\n", t->result);
-        if (t->status != SJ_SRV_SUCCESS && t->message != NULL &&
-            t->message[0] != '\0')
-            fprintf(out, "        message: %s\n", t->message);
-    }
-    fprintf(out, "\nstatus    %s", sj_local_status_name(r->status));
-    if (why != NULL && r->status != SJ_SRV_SUCCESS)
-        fprintf(out, " (%s)", why);
-    fprintf(out, " in %.2f s\n", (double)r->elapsed_ms / 1000.0);
-    fprintf(out, "result    %s\n",
-            r->result && r->result[0] ? r->result : "(none)");
-    fprintf(out, "wf_context %s\n", r->wf_context ? r->wf_context : "{}");
-    fprintf(out, "  changed %s\n",
-            json_object_size(ch) ? (chtext ? chtext : "?") : "(nothing)");
-
-    fprintf(out, "\nlogs (%zu line%s)\n", r->n_logs, r->n_logs == 1 ? "" : "s");
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        const sj_srv_task_info *t = &r->tasks[i];
-        int header = 0;
-        for (size_t j = 0; j < r->n_logs; j++) {
-            const sj_local_log *l = &r->logs[j];
-            char when[32];
-            if (l->task_id != t->task_id)
-                continue;
-            if (!header++)
-                fprintf(out, "  #%zu %s\n", i + 1, t->name);
-            clock_text(l->time_ms, when, sizeof when);
-            fprintf(out, "    %s %-5s %s%s%s\n", when, l->level,
-                    l->location[0] ? l->location : "",
-                    l->location[0] ? " " : "", l->message);
-        }
-    }
-    free(chtext);
-    json_decref(ch);
-}
-
-/* A string, or null for NULL. */
-static json_t *text_or_null(const char *s)
-{
-    return s != NULL ? json_string(s) : json_null();
-}
-
-int sj_local_print_json(const sj_local_report *r, FILE *out)
-{
-    json_t *o = json_object(), *tasks = json_array(), *logs = json_array();
-    json_t *ctx = json_loads(r->wf_context ? r->wf_context : "{}", 0, NULL);
-    const char *why = reason_name(r->reason);
-    int rc;
-
-    if (o == NULL || tasks == NULL || logs == NULL) {
-        json_decref(o);
-        json_decref(tasks);
-        json_decref(logs);
-        json_decref(ctx);
-        return SJ_ENOMEM;
-    }
-    json_object_set_new(o, "status",
-                        json_string(sj_local_status_name(r->status)));
-    json_object_set_new(o, "result", text_or_null(r->result));
-    json_object_set_new(o, "reason", why ? json_string(why) : json_null());
-    json_object_set_new(o, "executor", json_string(r->executor));
-    json_object_set_new(o, "kind", json_string(r->kind ? r->kind : "?"));
-    json_object_set_new(o, "type",
-                        json_string(sj_local_type_name(r->task_type)));
-    json_object_set_new(o, "nodes", json_integer(r->nodes));
-    json_object_set_new(o, "batch_id", json_integer(r->batch_id));
-    json_object_set_new(o, "elapsed_ms", json_integer(r->elapsed_ms));
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        const sj_srv_task_info *t = &r->tasks[i];
-        const char *stage = stage_name(t->mr_stage);
-        json_t *jt = json_object();
-        json_object_set_new(jt, "id", json_integer(t->task_id));
-        json_object_set_new(jt, "parent_id", json_integer(t->parent_id));
-        json_object_set_new(jt, "name", json_string(t->name));
-        json_object_set_new(jt, "stage",
-                            stage ? json_string(stage) : json_null());
-        json_object_set_new(jt, "status",
-                            json_string(sj_local_status_name(t->status)));
-        json_object_set_new(jt, "host_id", text_or_null(t->host_id));
-        json_object_set_new(jt, "result", text_or_null(t->result));
-        json_object_set_new(jt, "message", text_or_null(t->message));
-        json_object_set_new(jt, "args", text_or_null(t->args_str));
-        json_array_append_new(tasks, jt);
-    }
-    json_object_set_new(o, "tasks", tasks);
-    json_object_set_new(o, "wf_context", ctx ? ctx : json_object());
-    json_object_set_new(o, "wf_changed",
-                        changed_keys(r->wf_context_in, r->wf_context));
-    for (size_t i = 0; i < r->n_logs; i++) {
-        const sj_local_log *l = &r->logs[i];
-        size_t ti = task_index(r, l->task_id);
-        json_t *jl = json_object();
-        json_object_set_new(jl, "task_id", json_integer(l->task_id));
-        json_object_set_new(jl, "task_name",
-                            ti != (size_t)-1 ? json_string(r->tasks[ti].name)
-                                             : json_null());
-        json_object_set_new(jl, "time", json_integer(l->time_ms));
-        json_object_set_new(jl, "level", json_string(l->level));
-        json_object_set_new(jl, "location", json_string(l->location));
-        json_object_set_new(jl, "message", json_string(l->message));
-        json_array_append_new(logs, jl);
-    }
-    json_object_set_new(o, "logs", logs);
-    rc = json_dumpf(o, out, JSON_INDENT(2)) == 0 ? 0 : SJ_ENOMEM;
-    fputc('\n', out);
-    json_decref(o);
-    return rc;
 }

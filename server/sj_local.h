@@ -40,6 +40,7 @@
 #include <stdio.h>
 
 #include "sj_config.h"
+#include "sj_local_print.h" /* printing a report */
 #include "sj_srv.h"
 
 #define SJ_LOCAL_DEFAULT_TIMEOUT 60 /* seconds */
@@ -59,9 +60,18 @@ typedef struct sj_local_options {
                                with this context; NULL: not a workflow */
     int timeout_s;          /* <= 0: SJ_LOCAL_DEFAULT_TIMEOUT */
     int handle_signals;     /* 1: SIGINT/SIGTERM stop the batch */
+    /* One stage alone (sj_srv_job.stage): SJ_SRV_STAGE_MAP with
+     * stage_task_name (NULL: ROOT_MAP) and stage_input its map element,
+     * _REDUCE with stage_input the map results (a JSON array), _MERGE with
+     * the reduce results; 0: the whole job. */
+    int stage;
+    const char *stage_task_name;
+    const char *stage_input;
+    int shard_index, shard_total; /* shard_total > 0: that shard alone */
+    int64_t wf_node_id;           /* workflow node id; <= 0: 1 */
 } sj_local_options;
 
-/* One log line of a task, from sj_srv's stored records. */
+/* One log line of a task, decoded from a record the server received. */
 typedef struct sj_local_log {
     int64_t task_id;
     long long time_ms; /* time_stamp field (epoch ms), 0 if absent */
@@ -83,8 +93,14 @@ typedef struct sj_local_report {
     char *wf_context;        /* after the merge of every task's changes */
     sj_srv_task_info *tasks; /* id order */
     size_t n_tasks;
-    sj_local_log *logs; /* in the order the server stored them */
+    /* The log lines, streamed to an unlinked temporary file as the server
+     * receives them (one JSON record per line) so that memory stays flat
+     * however much a job logs; read with sj_local_log_next. */
+    FILE *logs;
     size_t n_logs;
+    unsigned long logs_dropped; /* lines the host could not deliver */
+    char *map_calls;      /* JSON array: [{"parent_id","task_name","list"}],
+                             one per mr_do_map the server received */
     long long elapsed_ms; /* trigger to final status */
 } sj_local_report;
 
@@ -102,23 +118,22 @@ int sj_local_run(const sj_local_options *opts, sj_local_report *out, char *err,
 
 void sj_local_report_free(sj_local_report *r);
 
-/* The report for a person: every task's name, status and result, the
- * final status and result, the workflow context and what changed in it,
- * and each task's log lines. */
-void sj_local_print(const sj_local_report *r, FILE *out);
-
-/* The report as one JSON object and a newline: "status" ("SUCCESS",
- * "FAIL", "STOP" or "CANCEL"), "result" (the final result text or null),
- * "executor", "kind", "type", "batch_id", "reason", "elapsed_ms",
- * "tasks" [{"id","parent_id","name","stage","status","host_id","result",
- * "message","args"}], "wf_context" (object), "wf_changed" (the keys whose
- * value differs from the given context), "logs" [{"task_id","task_name",
- * "time","level","location","message"}]. 64-bit ids are exact integers.
- * 0 or SJ_ENOMEM. */
-int sj_local_print_json(const sj_local_report *r, FILE *out);
+/* The next log line of the report into `l` (free with sj_local_log_free):
+ * 1, or 0 at the end. sj_local_log_rewind starts again. */
+int sj_local_log_next(const sj_local_report *r, sj_local_log *l);
+void sj_local_log_rewind(const sj_local_report *r);
+void sj_local_log_free(sj_local_log *l);
 
 /* "SUCCESS", "FAIL", "STOP", "CANCEL", "RUNNING", "WAITING" or "?". */
 const char *sj_local_status_name(int status);
+
+/* "MAP", "REDUCE", "MERGE" (SJ_SRV_STAGE_*), or NULL; and back from a
+ * word (case ignored, "merge_reduce" too): 0 for an unknown word. */
+const char *sj_local_stage_name(int stage);
+int sj_local_stage_parse(const char *word);
+
+/* "executor timeout", "no client", "stopped", or NULL. */
+const char *sj_local_reason_name(int reason);
 
 /* "cluster", "broadcast", "sharding", "map", "mapreduce" (the --type
  * words) and back: 0 for an unknown word. */

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "sj_error.h"
+#include "sj_json.h"
 #include "sj_log.h"
 
 #define DEF_NAMESPACE SJ_SRV_DEFAULT_NAMESPACE
@@ -221,6 +222,10 @@ typedef struct batch {
     size_t n_targets;
     /* state */
     int status, reason, shard_total;
+    /* one stage or one shard alone (sj_srv_job.stage / .shard_total) */
+    int single_stage, single_shard;
+    char *stage_name;
+    json_t *stage_input;
     long long start_ms, deadline_ms;
     task **tasks;
     size_t n_tasks, cap_tasks;
@@ -271,6 +276,8 @@ struct sj_srv {
 
     char *ns, *group, *token;
     int beat_apply_ms, expire_ms, complete_on_nonleaf;
+    void (*log_sink)(void *, const char *);
+    void *log_sink_ud;
     long long (*clock)(void *);
     void *clock_ud;
     sj_srv_ops ops;
@@ -549,6 +556,8 @@ static void batch_free(batch *b)
     free(b->args);
     free(b->biz_id);
     free(b->wf_context);
+    free(b->stage_name);
+    json_decref(b->stage_input);
     json_decref(b->labels);
     free(b);
 }
@@ -753,6 +762,46 @@ static void dispatch_running(sj_srv *s, outq *q, batch *b, size_t from)
             dispatch_task(s, q, b, b->tasks[i], 0);
 }
 
+/* The one task of a single-stage or single-shard batch (sj_srv_job.stage,
+ * .shard_total), with the arguments the full job would have given it. */
+static void generate_single(sj_srv *s, batch *b)
+{
+    json_t *in = b->stage_input, *list;
+    task *t;
+
+    if (b->single_shard) {
+        t = task_add(s, b, "SHARDING_TASK", 0, 0,
+                     args_holder(b->args, NULL, NULL), pick_round(s, b));
+        t->shard_index = b->single_shard - 1;
+        return;
+    }
+    if (b->single_stage == SJ_SRV_STAGE_MAP) {
+        task_add(s, b, b->stage_name ? b->stage_name : "ROOT_MAP",
+                 SJ_SRV_STAGE_MAP, 0,
+                 args_holder(b->args, in ? json_deep_copy(in) : json_string(""),
+                             NULL),
+                 pick_round(s, b));
+        return;
+    }
+    /* REDUCE and MERGE inputs are stored results: strings. */
+    list = jarray();
+    for (size_t i = 0; i < json_array_size(in); i++) {
+        json_t *e = json_array_get(in, i);
+        char *text = json_is_string(e) ? NULL : dumps(e, 1);
+        jappend(list, json_string(text ? text : json_string_value(e)));
+        free(text);
+    }
+    t = task_add(s, b,
+                 b->single_stage == SJ_SRV_STAGE_REDUCE ? "REDUCE_TASK"
+                                                        : "MERGE_REDUCE_TASK",
+                 b->single_stage, 0,
+                 b->single_stage == SJ_SRV_STAGE_REDUCE
+                     ? args_holder(b->args, list, NULL)
+                     : args_holder(b->args, NULL, list),
+                 pick_round(s, b));
+    t->omit_retry_count = b->single_stage == SJ_SRV_STAGE_MERGE;
+}
+
 /* Task generation at batch start (§6.3-§6.6). Returns 0, or -1 if the
  * generator created nothing (SHARDING with bad arguments). */
 static int generate_tasks(sj_srv *s, outq *q, batch *b)
@@ -761,6 +810,12 @@ static int generate_tasks(sj_srv *s, outq *q, batch *b)
     size_t k = live_nodes(s, b, &live), from = b->n_tasks;
     task *t;
 
+    if (b->single_stage != 0 || b->single_shard) {
+        generate_single(s, b);
+        free(live);
+        dispatch_running(s, q, b, from);
+        return b->n_tasks > from ? 0 : -1;
+    }
     switch (b->type) {
     case SJ_SRV_CLUSTER:
         t = task_add(s, b, "CLUSTER_TASK", 0, 0,
@@ -953,7 +1008,7 @@ static void batch_event(sj_srv *s, outq *q, batch *b, batch_ev ev, int retry,
                   : stops > 0 ? SJ_SRV_STOP
                               : SJ_SRV_SUCCESS;
         if (verdict == SJ_SRV_SUCCESS && b->type == SJ_SRV_MAP_REDUCE &&
-            (stage = next_mr_stage(b)) != 0) {
+            b->single_stage == 0 && (stage = next_mr_stage(b)) != 0) {
             /* Not a completion: no status change, no stops. If the
              * stage has no input the batch waits for its timeout. */
             open_mr_stage(s, q, b, stage);
@@ -1094,8 +1149,12 @@ static void task_outcome(sj_srv *s, outq *q, batch *b, task *t, int status,
     if (wf_context != NULL)
         set_str(&t->wf_context, wf_context);
     if (result != NULL && !json_is_null(result)) {
+        /* Jackson keeps the client's key order and writes a double in its
+         * shortest form (0.1, not jansson's 0.10000000000000001). */
         char *text = json_is_string(result) ? xstrdup(json_string_value(result))
-                                            : dumps(result, 1);
+                                            : sj_json_text_ordered(result);
+        if (text == NULL)
+            oom();
         free(t->result);
         t->result = text;
     }
@@ -1337,6 +1396,12 @@ static void h_map(sj_srv *s, outq *q, const sj_request *req, const json_t *args,
         answer(reply, req, SJ_STATUS_NO, "Job task is empty", "false");
         return;
     }
+    if (b->single_stage != 0) {
+        /* One stage alone: the call is in the request record. */
+        answer(reply, req, SJ_STATUS_YES,
+               "Report Map Task Processed Successfully", "true");
+        return;
+    }
     wf = get_str(m, "wfContext");
     parent = task_find(b, parent_id);
 
@@ -1416,8 +1481,15 @@ static void h_log(sj_srv *s, outq *q, const sj_request *req, const json_t *args,
         json_array_foreach(list, i, rec)
         {
             const char *type = get_str(rec, "logType");
-            if (type == NULL || strcmp(type, "JOB") == 0)
+            if (type != NULL && strcmp(type, "JOB") != 0)
+                continue;
+            if (s->log_sink != NULL) {
+                char *text = dumps(rec, 1);
+                s->log_sink(s->log_sink_ud, text);
+                free(text);
+            } else {
                 PUSH(s->logs, s->n_logs, s->cap_logs, dumps(rec, 1));
+            }
         }
     }
     answer(reply, req, SJ_STATUS_YES,
@@ -1481,6 +1553,9 @@ int sj_srv_handle(sj_srv *srv, const sj_request *req, sj_reply *reply)
     memset(&rec, 0, sizeof rec);
     if (sj_request_copy(&rec.req, req) != 0)
         oom();
+    if (srv->log_sink != NULL && rec.req.uri != NULL &&
+        strcmp(rec.req.uri, "/batch/server/report/log") == 0)
+        sj_wire_set(&rec.req.body, NULL); /* the sink has the records */
 
     pthread_mutex_lock(&srv->mu);
     rec.at = now_ms(srv);
@@ -1716,6 +1791,8 @@ int sj_srv_create(const sj_srv_config *cfg, const sj_srv_ops *ops, sj_srv **out)
     s->complete_on_nonleaf = cfg->complete_on_nonleaf;
     s->clock = cfg->clock != NULL ? cfg->clock : default_clock;
     s->clock_ud = cfg->clock_ud;
+    s->log_sink = cfg->log_sink;
+    s->log_sink_ud = cfg->log_sink_ud;
     if (ops != NULL)
         s->ops = *ops;
     *out = s;
@@ -1789,7 +1866,7 @@ static int utf8_ok(const char *s)
 
 int sj_srv_trigger(sj_srv *srv, const sj_srv_job *job, int64_t *batch_id)
 {
-    json_t *labels = NULL;
+    json_t *labels = NULL, *input = NULL;
     node **live;
     outq q = {0};
     batch *b;
@@ -1799,10 +1876,39 @@ int sj_srv_trigger(sj_srv *srv, const sj_srv_job *job, int64_t *batch_id)
         !utf8_ok(job->args) || !utf8_ok(job->job_biz_id) ||
         !utf8_ok(job->wf_context))
         return SJ_EINVAL;
-    if (job->labels != NULL && (labels = parse_labels(job->labels)) == NULL)
+    if (job->stage != 0) {
+        int mr = job->task_type == SJ_SRV_MAP_REDUCE;
+        if ((job->task_type != SJ_SRV_MAP && !mr) ||
+            (job->stage != SJ_SRV_STAGE_MAP && !mr) ||
+            job->stage < SJ_SRV_STAGE_MAP || job->stage > SJ_SRV_STAGE_MERGE ||
+            !utf8_ok(job->stage_task_name))
+            return SJ_EINVAL;
+        if (job->stage_input != NULL &&
+            (input = json_loads(job->stage_input, JSON_DECODE_ANY, NULL)) ==
+                NULL)
+            return SJ_EINVAL;
+        if (job->stage != SJ_SRV_STAGE_MAP && !json_is_array(input)) {
+            json_decref(input);
+            return SJ_EINVAL;
+        }
+    }
+    if (job->shard_total > 0 &&
+        (job->task_type != SJ_SRV_SHARDING || job->shard_index < 0 ||
+         job->shard_index >= job->shard_total))
         return SJ_EINVAL;
+    if (job->labels != NULL && (labels = parse_labels(job->labels)) == NULL) {
+        json_decref(input);
+        return SJ_EINVAL;
+    }
 
     b = xcalloc(1, sizeof *b);
+    b->single_stage = job->stage;
+    b->stage_name = xstrdup(job->stage_task_name);
+    b->stage_input = input;
+    if (job->shard_total > 0) {
+        b->single_shard = job->shard_index + 1;
+        b->shard_total = job->shard_total;
+    }
     b->job_id = job->job_id != 0 ? job->job_id : 1;
     b->type = job->task_type;
     b->executor = xstrdup(job->executor_info ? job->executor_info : "");
@@ -2018,7 +2124,8 @@ int sj_srv_batch_result(sj_srv *srv, int64_t batch_id, char **out)
         rc = SJ_ENOENT;
         goto done;
     }
-    switch (b->type) {
+    switch (b->single_stage != 0 || b->single_shard ? SJ_SRV_CLUSTER
+                                                    : b->type) {
     case SJ_SRV_CLUSTER:
         pick = b->tasks[0];
         break;

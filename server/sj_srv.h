@@ -111,6 +111,13 @@ typedef struct sj_srv_config {
     int complete_on_nonleaf;
     long long (*clock)(void *ud); /* NULL: sj_mono_ms */
     void *clock_ud;
+    /* NULL: JOB log records are stored (sj_srv_log_get). Otherwise each
+     * accepted record goes to log_sink (JSON object text, borrowed) and is
+     * not kept, and /batch/server/report/log requests are recorded without
+     * their body: memory stays flat however much a job logs (`run`). Called
+     * with the internal mutex held: it must not call back into sj_srv. */
+    void (*log_sink)(void *ud, const char *record);
+    void *log_sink_ud;
 } sj_srv_config;
 
 /* cfg and ops may be NULL (defaults; sends are then dropped). 0 or
@@ -158,13 +165,30 @@ typedef struct sj_srv_job {
     const char *wf_context;     /* workflow context JSON object text */
     const char *const *targets; /* restrict to these host-ids or "ip:port" */
     size_t n_targets;
+    /* One stage alone, with crafted input (`run --stage`), for MAP and
+     * MAP_REDUCE jobs: 0 runs the whole job. SJ_SRV_STAGE_MAP: one map task
+     * named stage_task_name (NULL: ROOT_MAP) whose map element is
+     * stage_input (JSON text; NULL: none); SJ_SRV_STAGE_REDUCE: one reduce
+     * task, stage_input a JSON array of map results; SJ_SRV_STAGE_MERGE:
+     * one merge task, stage_input a JSON array of reduce results (array
+     * elements that are not strings are passed as their JSON text, as the
+     * server stores results). No next stage is opened, and a map report of
+     * the task is answered but creates no sub-tasks (it stays in the
+     * request record). The batch result is that task's result. */
+    int stage;
+    const char *stage_task_name;
+    const char *stage_input;
+    /* SHARDING with shard_total > 0: one task only, shard shard_index of
+     * shard_total, `args` being its own parameter. */
+    int shard_index, shard_total;
 } sj_srv_job;
 
 /*
  * Run the job once (a manual trigger). *batch_id gets the new batch, which
  * is CANCEL at once (reason NOT_CLIENT) if no live node matches; otherwise
  * its tasks are dispatched before this returns. 0, or SJ_EINVAL (bad task
- * type, labels not a JSON object, a string not UTF-8).
+ * type, labels not a JSON object, a string not UTF-8, a stage for another
+ * task type or with input of the wrong shape).
  */
 int sj_srv_trigger(sj_srv *srv, const sj_srv_job *job, int64_t *batch_id);
 

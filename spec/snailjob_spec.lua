@@ -14,6 +14,13 @@ local function fake_core()
   function core.set_result_mt(mt)
     core.result_mt = mt
   end
+  -- sj.failure is core.failure (C, so that a bad argument names the
+  -- caller's line; spec/errors_spec.lua runs the real one).
+  function core.failure(message)
+    if message == nil then message = "Task execution failed" end
+    return setmetatable({ status = "failure", message = tostring(message) },
+      core.result_mt)
+  end
   function core.mr_do_map(list, name)
     core.maps[#core.maps + 1] = { list = list, name = name }
   end
@@ -90,11 +97,6 @@ describe("snailjob (Lua half)", function()
     it("sj.failure() has the default message", function()
       assert.equal("Task execution failed", sj.failure().message)
       assert.equal("42", sj.failure(42).message)
-    end)
-
-    it("sj.failure refuses a table message", function()
-      assert.has_error(function() sj.failure({}) end,
-        "sj.failure: message must be a string, got table")
     end)
 
     it("plain values are not results", function()

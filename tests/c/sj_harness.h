@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -377,6 +378,95 @@ static inline void h_host_cleanup(h_host *h)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", h->dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", h->dir);
+}
+
+/* ---- running the binary as a command ------------------------------------ */
+
+typedef struct h_cmd {
+    int code; /* exit status, 128+sig, or -1 when it had to be killed */
+    char *out;
+    char *err;
+    long long ms;
+    long max_rss_kb; /* the child's peak resident set */
+} h_cmd;
+
+static inline void h_cmd_free(h_cmd *c)
+{
+    free(c->out);
+    free(c->err);
+    memset(c, 0, sizeof *c);
+}
+
+/*
+ * Run SJ_BINARY with `args` (NULL-terminated) in `dir`, with
+ * SNAIL_EXECUTORS=executors, no inherited SNAIL_*, and the extra
+ * "NAME=value" settings of `env` (NULL-terminated, may be NULL). stdout and
+ * stderr are captured (in dir/stdout.txt, dir/stderr.txt). SIGINT after
+ * `sigint_ms` (> 0), killed after `limit_ms`.
+ */
+static inline void h_run_cmd(const char *dir, const char *const *args,
+                             const char *const *env, long long limit_ms,
+                             long long sigint_ms, h_cmd *c)
+{
+    int interrupted = 0;
+    const char *bin = getenv("SJ_BINARY");
+    char outp[400], errp[400];
+    const char *argv[32];
+    long long t0 = h_now();
+    int status = 0, n = 0;
+    struct rusage ru;
+    pid_t pid;
+
+    memset(c, 0, sizeof *c);
+    snprintf(outp, sizeof outp, "%s/stdout.txt", dir);
+    snprintf(errp, sizeof errp, "%s/stderr.txt", dir);
+    argv[n++] = bin;
+    for (; args[n - 1] != NULL && n < 31; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid = fork();
+    if (pid == 0) {
+        int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        if (chdir(dir) != 0)
+            _exit(127);
+        h_clear_snail_env();
+        setenv("SNAIL_EXECUTORS", "executors", 1);
+        setenv("SNAIL_WORKERS", "2", 1);
+        for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+            const char *eq = strchr(env[i], '=');
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+            setenv(name, eq + 1, 1);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    c->code = -1;
+    memset(&ru, 0, sizeof ru);
+    for (;;) {
+        if (wait4(pid, &status, WNOHANG, &ru) == pid) {
+            c->code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                        : 128 + WTERMSIG(status);
+            break;
+        }
+        if (sigint_ms > 0 && !interrupted && h_now() - t0 > sigint_ms) {
+            kill(pid, SIGINT);
+            interrupted = 1;
+        }
+        if (h_now() - t0 > limit_ms) {
+            kill(pid, SIGKILL);
+            wait4(pid, &status, 0, &ru);
+            break;
+        }
+        h_sleep_ms(5);
+    }
+    c->ms = h_now() - t0;
+    c->max_rss_kb = ru.ru_maxrss;
+    c->out = h_read_file(outp);
+    c->err = h_read_file(errp);
 }
 
 #endif

@@ -65,92 +65,10 @@ static const char EXECUTORS[] =
 
 /* ---- running the binary ------------------------------------------------ */
 
-typedef struct cmd_out {
-    int code; /* exit status, 128+sig, or -1 when it had to be killed */
-    char *out;
-    char *err;
-    long long ms;
-} cmd_out;
-
-static void cmd_free(cmd_out *c)
-{
-    free(c->out);
-    free(c->err);
-    memset(c, 0, sizeof *c);
-}
-
-/*
- * Run SJ_BINARY with `args` (NULL-terminated) in `dir`, with
- * SNAIL_EXECUTORS=executors, no inherited SNAIL_*, and the extra
- * "NAME=value" settings of `env` (NULL-terminated, may be NULL). stdout and
- * stderr are captured. Killed after `limit_ms`.
- */
 static long long sigint_after_ms; /* > 0: run_cmd sends SIGINT then */
 
-static void run_cmd(const char *dir, const char *const *args,
-                    const char *const *env, long long limit_ms, cmd_out *c)
-{
-    int interrupted = 0;
-    const char *bin = getenv("SJ_BINARY");
-    char outp[400], errp[400];
-    const char *argv[32];
-    long long t0 = h_now();
-    int status = 0, n = 0;
-    pid_t pid;
-
-    memset(c, 0, sizeof *c);
-    snprintf(outp, sizeof outp, "%s/stdout.txt", dir);
-    snprintf(errp, sizeof errp, "%s/stderr.txt", dir);
-    argv[n++] = bin;
-    for (; args[n - 1] != NULL && n < 31; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    pid = fork();
-    if (pid == 0) {
-        int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        if (chdir(dir) != 0)
-            _exit(127);
-        h_clear_snail_env();
-        setenv("SNAIL_EXECUTORS", "executors", 1);
-        setenv("SNAIL_WORKERS", "2", 1);
-        for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
-            const char *eq = strchr(env[i], '=');
-            char name[128];
-            snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
-            setenv(name, eq + 1, 1);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    c->code = -1;
-    for (;;) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            c->code = WIFEXITED(status) ? WEXITSTATUS(status)
-                                        : 128 + WTERMSIG(status);
-            break;
-        }
-        if (sigint_after_ms > 0 && !interrupted &&
-            h_now() - t0 > sigint_after_ms) {
-            kill(pid, SIGINT);
-            interrupted = 1;
-        }
-        if (h_now() - t0 > limit_ms) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        h_sleep_ms(5);
-    }
-    c->ms = h_now() - t0;
-    c->out = h_read_file(outp);
-    c->err = h_read_file(errp);
-}
-
 /* `run --json` plus `extra` options; the parsed object (new ref) or NULL. */
-static json_t *run_json(const char *dir, const char *const *extra, cmd_out *c)
+static json_t *run_json(const char *dir, const char *const *extra, h_cmd *c)
 {
     const char *args[24] = {"run", "--json"};
     size_t n = 2;
@@ -160,7 +78,7 @@ static json_t *run_json(const char *dir, const char *const *extra, cmd_out *c)
     for (size_t i = 0; extra[i] != NULL && n < 23; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    run_cmd(dir, args, NULL, H_MS(30000), c);
+    h_run_cmd(dir, args, NULL, H_MS(30000), sigint_after_ms, c);
     o = json_loads(c->out, 0, &je);
     if (o == NULL && c->code != 2)
         fprintf(stderr,
@@ -270,7 +188,7 @@ static void compare(const char *what, int type, const char *executor,
 {
     const char *emu_status;
     char *emu_result;
-    cmd_out c;
+    h_cmd c;
     json_t *o;
 
     emu_job(type, executor, args, shards, &emu_status, &emu_result);
@@ -288,7 +206,7 @@ static void compare(const char *what, int type, const char *executor,
             jstr(o, "result") ? jstr(o, "result") : "(null)", c.ms);
     json_decref(o);
     free(emu_result);
-    cmd_free(&c);
+    h_cmd_free(&c);
 }
 
 static void test_same_as_emulator(void)
@@ -301,7 +219,7 @@ static void test_same_as_emulator(void)
     const char *mr[] = {"sumMR", "--shards", "2", NULL};
     const char *bc[] = {"echoJob", "--type",   "broadcast", "--nodes",
                         "3",       "--params", "b",         NULL};
-    cmd_out c;
+    h_cmd c;
     json_t *o;
 
     h_host_start(&hosts[0], emu_port, NULL);
@@ -335,7 +253,7 @@ static void test_same_as_emulator(void)
         }
     }
     json_decref(o);
-    cmd_free(&c);
+    h_cmd_free(&c);
 }
 
 /* The MapReduce run in detail: stages, per-task logs, the text output. */
@@ -345,7 +263,7 @@ static void test_mapreduce_report(void)
     const char *text[] = {"run", "sumMR", "--shards", "2", NULL};
     size_t reduces = 0, merges = 0, logs_reduce = 0;
     json_t *o, *tasks, *logs;
-    cmd_out c;
+    h_cmd c;
 
     o = run_json(dir, mr, &c);
     tasks = json_object_get(o, "tasks");
@@ -371,14 +289,14 @@ static void test_mapreduce_report(void)
     }
     CHECK(logs_reduce == 2);
     json_decref(o);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
-    run_cmd(dir, text, NULL, H_MS(30000), &c);
+    h_run_cmd(dir, text, NULL, H_MS(30000), sigint_after_ms, &c);
     CHECK(c.code == 0);
     CHECKF(strstr(c.out, "result    42") != NULL, "%s", c.out);
     CHECK(strstr(c.out, "MERGE_REDUCE_TASK") != NULL);
     CHECK(strstr(c.out, "INFO  e.lua:") != NULL); /* a log line, located */
-    cmd_free(&c);
+    h_cmd_free(&c);
 }
 
 static void test_wf_context(void)
@@ -386,7 +304,7 @@ static void test_wf_context(void)
     const char *args[] = {"ctxJob", "--wf-context", "{\"n\":41,\"keep\":\"x\"}",
                           NULL};
     json_t *o, *ctx, *ch;
-    cmd_out c;
+    h_cmd c;
 
     o = run_json(dir, args, &c);
     CHECK(c.code == 0);
@@ -400,7 +318,7 @@ static void test_wf_context(void)
     CHECK(json_object_size(ch) == 2 && json_object_get(ch, "keep") == NULL);
     CHECK(json_integer_value(json_object_get(ch, "n")) == 42);
     json_decref(o);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
     {
         const char *bad[] = {"ctxJob", "--wf-context", "[1]", NULL};
@@ -408,7 +326,7 @@ static void test_wf_context(void)
         CHECK(c.code == 2 && o == NULL);
         CHECK(strstr(c.err, "--wf-context") != NULL);
         json_decref(o);
-        cmd_free(&c);
+        h_cmd_free(&c);
     }
 }
 
@@ -419,7 +337,7 @@ static void test_failure_and_timeout(void)
     const char *unknown[] = {"run", "echoJbo", NULL};
     const char *badtype[] = {"run", "echoJob", "--type", "nope", NULL};
     json_t *o, *t, *logs;
-    cmd_out c;
+    h_cmd c;
     int traced = 0;
 
     o = run_json(dir, fail, &c);
@@ -435,7 +353,7 @@ static void test_failure_and_timeout(void)
     }
     CHECKF(traced == 1, "the error and its traceback are in the task log");
     json_decref(o);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
     o = run_json(dir, spin, &c);
     CHECK(c.code == 1);
@@ -450,7 +368,7 @@ static void test_failure_and_timeout(void)
     }
     CHECKF(traced == 1, "the task log says why it was interrupted");
     json_decref(o);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
     /* Ctrl-C is the console's stop: STOP, not a killed process. */
     {
@@ -463,19 +381,19 @@ static void test_failure_and_timeout(void)
         CHECK_STR(jstr(o, "reason"), "stopped");
         CHECKF(c.ms < H_MS(5000), "SIGINT took %lld ms", c.ms);
         json_decref(o);
-        cmd_free(&c);
+        h_cmd_free(&c);
     }
 
-    run_cmd(dir, unknown, NULL, H_MS(30000), &c);
+    h_run_cmd(dir, unknown, NULL, H_MS(30000), sigint_after_ms, &c);
     CHECK(c.code == 1);
     CHECKF(strstr(c.err, "'echoJbo'") &&
                strstr(c.err, "did you mean 'echoJob'"),
            "%s", c.err);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
-    run_cmd(dir, badtype, NULL, H_MS(30000), &c);
+    h_run_cmd(dir, badtype, NULL, H_MS(30000), sigint_after_ms, &c);
     CHECK(c.code == 2 && strstr(c.err, "--type") != NULL);
-    cmd_free(&c);
+    h_cmd_free(&c);
 }
 
 /* ---- check ------------------------------------------------------------------
@@ -492,24 +410,24 @@ static void test_check(void)
     const char *env_down[] = {"SNAIL_SERVER_HOST=127.0.0.1", free_port, NULL};
     const char *env_broken[] = {"SNAIL_SERVER_HOST=127.0.0.1", port,
                                 "SNAIL_EXECUTORS=broken", NULL};
-    cmd_out c;
+    h_cmd c;
 
     snprintf(port, sizeof port, "SNAIL_SERVER_PORT=%d", emu_port);
     snprintf(free_port, sizeof free_port, "SNAIL_SERVER_PORT=%d",
              h_free_port());
 
-    run_cmd(dir, check, env_ok, H_MS(15000), &c);
+    h_run_cmd(dir, check, env_ok, H_MS(15000), sigint_after_ms, &c);
     CHECKF(c.code == 0, "check exit %d: %s", c.code, c.err);
     CHECKF(strstr(c.out, "reachable, token accepted") != NULL, "%s", c.out);
     CHECK(strstr(c.out, "sumMR") && strstr(c.out, "map_reduce"));
     CHECK(strstr(c.out, "fanMap") && strstr(c.out, "echoJob"));
-    cmd_free(&c);
+    h_cmd_free(&c);
 
     h_write_file(dir, "bad.conf.lua", "return { sever_port = 1 }\n");
-    run_cmd(dir, check_bad_cfg, env_ok, H_MS(15000), &c);
+    h_run_cmd(dir, check_bad_cfg, env_ok, H_MS(15000), sigint_after_ms, &c);
     CHECK(c.code == 2);
     CHECKF(strstr(c.err, "unknown key 'sever_port'") != NULL, "%s", c.err);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
     snprintf(bdir, sizeof bdir, "%s/broken", dir);
     mkdir(bdir, 0700);
@@ -520,18 +438,18 @@ static void test_check(void)
                  "local sj = require 'snailjob'\n"
                  "sj.job('x', function() return 1 end\n"
                  "local y = 2\n");
-    run_cmd(dir, check, env_broken, H_MS(15000), &c);
+    h_run_cmd(dir, check, env_broken, H_MS(15000), sigint_after_ms, &c);
     CHECK(c.code == 3);
     CHECKF(strstr(c.err, "syntax.lua:3:") != NULL, "%s", c.err);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
-    run_cmd(dir, check, env_down, H_MS(15000), &c);
+    h_run_cmd(dir, check, env_down, H_MS(15000), sigint_after_ms, &c);
     CHECK(c.code == 1);
     CHECKF(strstr(c.err, "unreachable") != NULL, "%s", c.err);
     CHECKF(c.ms < H_MS(8000), "unreachable took %lld ms", c.ms);
-    cmd_free(&c);
+    h_cmd_free(&c);
 
-    run_cmd(dir, check, env_token, H_MS(15000), &c);
+    h_run_cmd(dir, check, env_token, H_MS(15000), sigint_after_ms, &c);
     CHECK(c.code == 1);
     CHECKF(strstr(c.err, "refused") &&
                strstr(c.err, "Token authentication failed") &&
@@ -542,7 +460,7 @@ static void test_check(void)
     CHECKF(strstr(c.err, "SJ_wrong") == NULL &&
                strstr(c.out, "SJ_wrong") == NULL,
            "%s", c.err);
-    cmd_free(&c);
+    h_cmd_free(&c);
 }
 
 int main(void)
