@@ -136,8 +136,7 @@ static int slot_of(int64_t id)
 static void count_records(const char *body)
 {
     static const char key[] = "\"taskId\":";
-    for (const char *p = strstr(body, key); p != NULL;
-         p = strstr(p + 1, key)) {
+    for (const char *p = strstr(body, key); p != NULL; p = strstr(p + 1, key)) {
         int s = slot_of(strtoll(p + sizeof key - 1, NULL, 10));
         if (s >= 0)
             d.lines[s]++;
@@ -276,8 +275,9 @@ static int run_phase(sj_channel *ch, h_host *host, size_t tasks, size_t lines,
             break;
         }
         if (now_us() > deadline || !h_host_alive(host)) {
-            fprintf(stderr, "bench_logs: phase of %zu tasks did not end "
-                            "(host %s)\n",
+            fprintf(stderr,
+                    "bench_logs: phase of %zu tasks did not end "
+                    "(host %s)\n",
                     tasks, h_host_alive(host) ? "alive" : "dead");
             rc = -1;
         }
@@ -290,8 +290,8 @@ static int run_phase(sj_channel *ch, h_host *host, size_t tasks, size_t lines,
         out->received += d.lines[i];
         out->results += d.done[i];
     }
-    out->lost = tasks * lines > out->received ? tasks * lines - out->received
-                                              : 0;
+    out->lost =
+        tasks * lines > out->received ? tasks * lines - out->received : 0;
     out->drop_notices = d.drop_notices;
     out->other = d.other;
     out->batches = d.batches;
@@ -401,8 +401,7 @@ int main(int argc, char **argv)
     idle_kb = status_kb(host.pid, "VmRSS");
     {
         phase_result warm; /* a small task: connect, load, settle */
-        if (run_phase(ch, &host, 1, 1000, 100, &warm) != 0 ||
-            warm.lost != 0) {
+        if (run_phase(ch, &host, 1, 1000, 100, &warm) != 0 || warm.lost != 0) {
             fprintf(stderr, "bench_logs: warm-up task failed\n");
             code = 1;
             goto done;
@@ -437,15 +436,14 @@ int main(int argc, char **argv)
            res[1].lines_per_s, TARGET_4,
            res[1].lines_per_s >= TARGET_4 ? "MET" : "MISSED");
     {
-        long peak = res[0].peak_kb > res[1].peak_kb ? res[0].peak_kb
-                                                    : res[1].peak_kb;
+        long peak =
+            res[0].peak_kb > res[1].peak_kb ? res[0].peak_kb : res[1].peak_kb;
         size_t lost = res[0].lost + res[1].lost;
         printf("  lines lost: %zu (target 0: %s); RSS peak over idle %ld kB "
                "(bound: log_queue_max_bytes = %zu kB: %s)\n",
                lost, lost == 0 ? "MET" : "MISSED", peak - idle_kb,
                queue_bytes / 1024,
-               peak - idle_kb <= (long)(queue_bytes / 1024) ? "MET"
-                                                            : "MISSED");
+               peak - idle_kb <= (long)(queue_bytes / 1024) ? "MET" : "MISSED");
     }
     fflush(stdout);
 
