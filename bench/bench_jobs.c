@@ -65,6 +65,7 @@
 #define TARGET_RSS_GROWTH_KB (2 * 1024)
 #define TARGET_HOST_CPU_US 100.0
 #define TARGET_HOST_CS 5.0
+#define TARGET_CEILING_PCT 80.0
 
 static long long now_ns(void)
 {
@@ -1299,8 +1300,10 @@ int main(int argc, char **argv)
     printf("  (sequential run: host %.1f us CPU and %.2f voluntary context "
            "switches per job)\n",
            seq.host_cpu_us_per_job, seq.host_cs_per_job);
-    printf("  best %.0f jobs/s (target >= %.0f: %s)\n", best, TARGET_JOBS_PER_S,
-           verdict(best >= TARGET_JOBS_PER_S));
+    printf("  best %.0f jobs/s = %.0f%% of the echo ceiling (issue 14: >= "
+           "%.0f%% on 16 cores; issue 3's >= %.0f jobs/s: %s)\n",
+           best, 100.0 * best / (echo_rate / 2), TARGET_CEILING_PCT,
+           TARGET_JOBS_PER_S, verdict(best >= TARGET_JOBS_PER_S));
     printf("\n");
     printf("host RSS (VmRSS, %d workers):\n", workers);
     printf("  idle after start-up      %6ld kB  (target <= %d kB: %s)\n",
