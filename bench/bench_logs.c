@@ -27,7 +27,7 @@
  *            against the log queue's byte bound (log_queue_max_bytes).
  *
  * Usage: bench_logs [--binary PATH] [--lines N] [--queue-bytes N]
- *                   [--workers N] [--quick]
+ *                   [--workers N] [--batch N] [--quick]
  * Threads: main runs the phases and samples RSS; the listener thread
  * counts; the channel thread takes dispatch replies.
  */
@@ -311,21 +311,22 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_logs [--binary PATH] [--lines N] [--queue-bytes N]\n"
-            "                  [--workers N] [--quick]\n"
+            "                  [--workers N] [--batch N] [--quick]\n"
             "  --binary       snailjob-lua to run (default $SJ_BINARY, else\n"
             "                 the one built next to this bench)\n"
             "  --lines        lines written by each task (200000)\n"
             "  --queue-bytes  the host's log_queue_max_bytes (16777216)\n"
             "  --workers      host workers (4)\n"
+            "  --batch        the host's log_remote_buffer_size (its default)\n"
             "  --quick        20000 lines per task\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *bin = getenv("SJ_BINARY");
-    size_t lines = 200000, queue_bytes = 16u << 20;
+    size_t lines = 200000, queue_bytes = 16u << 20, batch = 0;
     int workers = 4, port = 0, code = 0;
-    char target[64], kv_workers[48], kv_queue[64];
+    char target[64], kv_workers[48], kv_queue[64], kv_batch[64] = "";
     sj_server *srv = NULL;
     sj_channel *ch = NULL;
     phase_result res[2];
@@ -348,6 +349,8 @@ int main(int argc, char **argv)
             queue_bytes = strtoul(v, NULL, 10), i++;
         else if (v != NULL && strcmp(a, "--workers") == 0)
             workers = atoi(v), i++;
+        else if (v != NULL && strcmp(a, "--batch") == 0)
+            batch = strtoul(v, NULL, 10), i++;
         else {
             usage();
             return 2;
@@ -375,9 +378,13 @@ int main(int argc, char **argv)
     snprintf(kv_queue, sizeof kv_queue, "SNAIL_LOG_QUEUE_MAX_BYTES=%zu",
              queue_bytes);
     /* WARN: the lines go to the server only, not to the host's own log */
+    if (batch > 0)
+        snprintf(kv_batch, sizeof kv_batch, "SNAIL_LOG_REMOTE_BUFFER_SIZE=%zu",
+                 batch);
     h_host_start(&host, port, kv_workers, kv_queue, "SNAIL_LOG_LEVEL=WARN",
                  "SNAIL_TOKEN=" TOKEN, "SNAIL_GROUP_NAME=" GROUP,
-                 "SNAIL_NAMESPACE=" NAMESPACE, "SNAIL_BEAT_INTERVAL=1", NULL);
+                 "SNAIL_NAMESPACE=" NAMESPACE, "SNAIL_BEAT_INTERVAL=1",
+                 batch > 0 ? kv_batch : NULL, NULL);
     snprintf(target, sizeof target, "127.0.0.1:%d", host.port);
     if (sj_channel_open(target, NULL, &ch) != 0) {
         fprintf(stderr, "bench_logs: no channel to the host\n");
@@ -416,9 +423,10 @@ int main(int argc, char **argv)
     }
 
     printf("bench_logs: host %s, %d workers, log_queue_max_bytes %zu, "
-           "log_remote_buffer_size default; each task writes %zu lines "
+           "log_remote_buffer_size %s; each task writes %zu lines "
            "with sj.log.info\n",
-           bin, workers, queue_bytes, lines);
+           bin, workers, queue_bytes, batch > 0 ? kv_batch + 29 : "default",
+           lines);
     printf("  idle RSS %ld kB\n", idle_kb);
     printf("  tasks    lines/s  received    lost  drop-notices  batches  "
            "pb B/line  json B/line  host cpu us/line  RSS peak over idle\n");

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "sj_error.h"
+#include "sj_logrec.h"
 #include "sj_spool.h"
 
 #define REPORT_WINDOW 64      /* result reports in flight at once */
@@ -50,7 +51,8 @@ typedef struct barrier {
 
 typedef struct logrec {
     struct logrec *next;
-    json_t *rec;
+    char *text; /* the record as sent (sj_logrec_text) */
+    size_t len;
 } logrec;
 
 struct sj_upstream {
@@ -94,7 +96,10 @@ struct sj_upstream {
     int flush_now;
     long long log_retry_at;
     unsigned long dropped_unreported;
-    json_t *drop_template; /* a record of the last task that lost lines */
+    struct {
+        char *namespace_id, *group_name;
+        int64_t job_id, task_batch_id, task_id;
+    } drop; /* the last task that lost lines */
 
     sj_upstream_stats stats;
 };
@@ -526,59 +531,63 @@ static void recover_report(void *ud, uint64_t seq, const char *body)
 
 /* ---- logs ---------------------------------------------------------------- */
 
-static json_t *field(const char *name, const char *value)
-{
-    json_t *f = json_pack("{s:s}", "name", name);
-    if (value != NULL)
-        json_object_set_new(f, "value", json_string(value));
-    return f;
-}
-
 void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
                      const char *msg, size_t len, const char *location)
 {
     static const char *const levels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-    char stamp[24], thread[32];
-    long long now = sj_now_ms();
-    json_t *rec, *fields;
+    sj_logrec r;
     logrec *l;
 
     if (level > SJ_LOG_ERROR)
         level = SJ_LOG_ERROR;
-    snprintf(stamp, sizeof stamp, "%lld", now);
-    snprintf(thread, sizeof thread, "worker-%" PRId64, t->task_id % 1000);
-    fields = json_array();
-    json_array_append_new(fields, field("time_stamp", stamp));
-    json_array_append_new(fields, field("level", levels[level]));
-    json_array_append_new(fields, field("thread", "snailjob-lua"));
-    json_array_append_new(
-        fields, json_pack("{s:s,s:s%}", "name", "message", "value", msg, len));
-    json_array_append_new(fields, field("location", location));
-    json_array_append_new(fields, field("throwable", NULL));
-    json_array_append_new(fields, field("host", up->cfg->host_ip));
-    json_array_append_new(fields, field("port", up->host_port));
-    rec = json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "logType", "JOB", "namespaceId",
-        t->namespace_id ? t->namespace_id : up->cfg->namespace_id, "groupName",
-        t->group_name ? t->group_name : up->cfg->group_name, "jobId",
-        (json_int_t)t->job_id, "taskBatchId", (json_int_t)t->task_batch_id,
-        "taskId", (json_int_t)t->task_id, "realTime", (json_int_t)now,
-        "fieldList", fields);
-    if (rec == NULL)
-        return;
+    memset(&r, 0, sizeof r);
+    r.namespace_id = t->namespace_id ? t->namespace_id : up->cfg->namespace_id;
+    r.group_name = t->group_name ? t->group_name : up->cfg->group_name;
+    r.job_id = t->job_id;
+    r.task_batch_id = t->task_batch_id;
+    r.task_id = t->task_id;
+    r.real_time = sj_now_ms();
+    r.level = levels[level];
+    r.message = msg;
+    r.message_len = len;
+    r.location = location;
+    r.host = up->cfg->host_ip;
+    r.port = up->host_port;
+    if ((l = malloc(sizeof *l)) != NULL &&
+        (l->text = sj_logrec_text(&r, &l->len)) == NULL) {
+        free(l);
+        l = NULL;
+    }
 
     pthread_mutex_lock(&up->lock);
-    if (up->n_logs >= LOG_QUEUE_MAX || (l = malloc(sizeof *l)) == NULL) {
-        /* Full: count it and keep the record as the template of the
-         * "lines dropped" notice sent once there is room again. */
+    if (up->n_logs >= LOG_QUEUE_MAX || l == NULL) {
+        /* Full: count it and keep the task as the one the "lines
+         * dropped" notice is sent for once there is room again. */
+        int same = up->drop.namespace_id != NULL &&
+                   up->drop.task_id == t->task_id &&
+                   up->drop.task_batch_id == t->task_batch_id;
+        char *ns = same ? NULL : strdup(r.namespace_id ? r.namespace_id : "");
+        char *grp = same ? NULL : strdup(r.group_name ? r.group_name : "");
         up->dropped_unreported++;
         up->stats.log_lines_dropped++;
-        json_decref(up->drop_template);
-        up->drop_template = rec;
+        if (ns != NULL && grp != NULL) {
+            free(up->drop.namespace_id);
+            free(up->drop.group_name);
+            up->drop.namespace_id = ns;
+            up->drop.group_name = grp;
+            up->drop.job_id = t->job_id;
+            up->drop.task_batch_id = t->task_batch_id;
+            up->drop.task_id = t->task_id;
+            ns = grp = NULL;
+        }
         pthread_mutex_unlock(&up->lock);
+        free(ns);
+        free(grp);
+        if (l != NULL)
+            free(l->text);
+        free(l);
         return;
     }
-    l->rec = rec;
     l->next = NULL;
     if (up->ltail)
         up->ltail->next = l;
@@ -603,29 +612,36 @@ void sj_upstream_flush(sj_upstream *up)
     pthread_mutex_unlock(&up->lock);
 }
 
-/* Replace the dropped-lines template's message; lock held. */
+/* Queue the "N log lines dropped" record for the last task that lost
+ * lines, once there is room; lock held. */
 static void queue_drop_notice(sj_upstream *up)
 {
-    json_t *rec = up->drop_template, *fields;
     char msg[128];
+    sj_logrec r;
     logrec *l;
 
-    if (up->dropped_unreported == 0 || up->n_logs >= LOG_QUEUE_MAX / 2 ||
-        (l = malloc(sizeof *l)) == NULL)
+    if (up->dropped_unreported == 0 || up->drop.namespace_id == NULL ||
+        up->n_logs >= LOG_QUEUE_MAX / 2 || (l = malloc(sizeof *l)) == NULL)
         return;
     snprintf(msg, sizeof msg,
              "snailjob-lua: %lu log lines dropped (log queue full)",
              up->dropped_unreported);
-    fields = json_object_get(rec, "fieldList");
-    for (size_t i = 0; i < json_array_size(fields); i++) {
-        json_t *f = json_array_get(fields, i);
-        const char *name = json_string_value(json_object_get(f, "name"));
-        if (name && strcmp(name, "message") == 0)
-            json_object_set_new(f, "value", json_string(msg));
-        if (name && strcmp(name, "level") == 0)
-            json_object_set_new(f, "value", json_string("WARN"));
+    memset(&r, 0, sizeof r);
+    r.namespace_id = up->drop.namespace_id;
+    r.group_name = up->drop.group_name;
+    r.job_id = up->drop.job_id;
+    r.task_batch_id = up->drop.task_batch_id;
+    r.task_id = up->drop.task_id;
+    r.real_time = sj_now_ms();
+    r.level = "WARN";
+    r.message = msg;
+    r.message_len = strlen(msg);
+    r.host = up->cfg->host_ip;
+    r.port = up->host_port;
+    if ((l->text = sj_logrec_text(&r, &l->len)) == NULL) {
+        free(l);
+        return;
     }
-    l->rec = rec;
     l->next = NULL;
     if (up->ltail)
         up->ltail->next = l;
@@ -633,7 +649,6 @@ static void queue_drop_notice(sj_upstream *up)
         up->lhead = l;
     up->ltail = l;
     up->n_logs++;
-    up->drop_template = NULL;
     up->dropped_unreported = 0;
 }
 
@@ -647,7 +662,7 @@ static void logs_done(void *ud, int err, const char *detail,
         for (size_t i = 0; i < up->logs_in_flight && up->lhead; i++) {
             logrec *l = up->lhead;
             up->lhead = l->next;
-            json_decref(l->rec);
+            free(l->text);
             free(l);
             up->n_logs--;
         }
@@ -669,24 +684,34 @@ static void logs_done(void *ud, int err, const char *detail,
     pthread_mutex_unlock(&up->lock);
 }
 
-/* Send the oldest queued records as one batch; lock held. */
+/* Send the oldest queued records as one batch, "[[rec,rec,...]]" (the
+ * records are already JSON text); lock held. */
 static void send_logs(sj_upstream *up)
 {
-    json_t *list = json_array(), *args;
-    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size;
-    char *body;
+    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size, size = 4;
+    char *body, *p;
+    logrec *l;
 
     /* A batch holds at most log_remote_buffer_size records (Java's window
      * of 50); a backlog leaves as several batches, one after another. */
     if (max == 0 || max > LOG_BATCH_MAX)
         max = LOG_BATCH_MAX;
-    for (logrec *l = up->lhead; l && n < max; l = l->next, n++)
-        json_array_append(list, l->rec);
-    args = json_pack("[o]", list);
-    body = json_dumps(args, JSON_COMPACT);
-    json_decref(args);
-    if (body == NULL)
+    for (l = up->lhead; l && n < max; l = l->next, n++)
+        size += l->len + 1;
+    if ((body = p = malloc(size + 1)) == NULL)
         return;
+    *p++ = '[';
+    *p++ = '[';
+    n = 0;
+    for (l = up->lhead; l && n < max; l = l->next, n++) {
+        if (n > 0)
+            *p++ = ',';
+        memcpy(p, l->text, l->len);
+        p += l->len;
+    }
+    *p++ = ']';
+    *p++ = ']';
+    *p = '\0';
     up->logs_in_flight = n;
     if (n == up->n_logs) /* a flush covers the whole queue */
         up->flush_now = 0;
@@ -912,10 +937,11 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     while (up->lhead) {
         logrec *l = up->lhead;
         up->lhead = l->next;
-        json_decref(l->rec);
+        free(l->text);
         free(l);
     }
-    json_decref(up->drop_template);
+    free(up->drop.namespace_id);
+    free(up->drop.group_name);
     sj_spool_close(up->spool);
     for (size_t i = 0; i < up->n_names; i++)
         free(up->names[i]);
