@@ -49,6 +49,8 @@
 #include "sj_transport.h"
 #include "sj_wire.h"
 
+#include "bench_proc.h"
+
 #ifndef SJ_BINARY_DEFAULT
 #define SJ_BINARY_DEFAULT "snailjob-lua"
 #endif
@@ -186,51 +188,10 @@ static void start_host(const char *bin, int server_port, int host_port,
     }
 }
 
-/* A "Name:  123 kB" field of /proc/<pid>/status, -1 if unreadable. */
-static long status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    size_t len = strlen(field);
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':')
-            kb = strtol(line + len + 1, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
 /* VmRSS of a process in kB, -1 if unreadable. */
 static long rss_kb(pid_t pid)
 {
-    return status_kb(pid, "VmRSS");
-}
-
-/* utime + stime of a process in microseconds. */
-static long long cpu_us(pid_t pid)
-{
-    char path[64], buf[1024], *p;
-    unsigned long long ut = 0, st = 0;
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL)
-        return 0;
-    /* after ") ": state(3) ... utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &ut, &st) != 2)
-        return 0;
-    return (long long)(ut + st) * 1000000LL / sysconf(_SC_CLK_TCK);
+    return bp_status_kb(pid, "VmRSS");
 }
 
 /* Context switches of all threads of a process. Voluntary ones (a thread
@@ -520,7 +481,7 @@ static int run_phase(size_t total, size_t inflight, result *out, long long *acc,
     pthread_cond_init(&ph->cond, NULL);
     atomic_store(&current, ph);
 
-    hc0 = cpu_us(host_pid);
+    hc0 = bp_cpu_us(host_pid);
     sc0 = self_cpu_us();
     hs0 = ctx_switches(host_pid);
     hi0 = ctx_switches_invol(host_pid);
@@ -574,7 +535,7 @@ static int run_phase(size_t total, size_t inflight, result *out, long long *acc,
     out->p99_ns = pct(lat, n, 99);
     out->max_ns = n ? lat[n - 1] : 0;
     out->host_cpu_us_per_job =
-        n ? (double)(cpu_us(host_pid) - hc0) / (double)n : 0;
+        n ? (double)(bp_cpu_us(host_pid) - hc0) / (double)n : 0;
     out->self_cpu_us_per_job =
         n ? (double)(self_cpu_us() - sc0) / (double)n : 0;
     out->host_cs_per_job =
@@ -1122,8 +1083,8 @@ int main(int argc, char **argv)
     sleep_ms(2000);
     host_check_alive();
     idle_kb = rss_kb(host_pid);
-    idle_anon = status_kb(host_pid, "RssAnon");
-    idle_file = status_kb(host_pid, "RssFile");
+    idle_anon = bp_status_kb(host_pid, "RssAnon");
+    idle_file = bp_status_kb(host_pid, "RssFile");
     host_probe();
     total_jobs++;
 
@@ -1148,7 +1109,7 @@ int main(int argc, char **argv)
     echo_open(&ep);
     memset(&seq, 0, sizeof seq);
     {
-        long long hc0 = cpu_us(host_pid), hs0 = ctx_switches(host_pid);
+        long long hc0 = bp_cpu_us(host_pid), hs0 = ctx_switches(host_pid);
         size_t blocks = n_seq / 250 ? n_seq / 250 : 1;
         for (size_t b = 0; b < blocks; b++) {
             size_t nj = n_seq / blocks + (b < n_seq % blocks);
@@ -1163,7 +1124,7 @@ int main(int argc, char **argv)
         }
         seq.jobs = n_seq_lat;
         seq.host_cpu_us_per_job =
-            (double)(cpu_us(host_pid) - hc0) / (double)(n_seq_lat + 1);
+            (double)(bp_cpu_us(host_pid) - hc0) / (double)(n_seq_lat + 1);
         seq.host_cs_per_job =
             (double)(ctx_switches(host_pid) - hs0) / (double)(n_seq_lat + 1);
     }
@@ -1230,8 +1191,8 @@ int main(int argc, char **argv)
     sleep_ms(2000);
     host_check_alive();
     after_kb = rss_kb(host_pid);
-    after_anon = status_kb(host_pid, "RssAnon");
-    after_file = status_kb(host_pid, "RssFile");
+    after_anon = bp_status_kb(host_pid, "RssAnon");
+    after_file = bp_status_kb(host_pid, "RssFile");
 
     /* ---- figures ---- */
     long long echo_p50 = pct(echo_lat, n_echo_lat, 50);

@@ -38,6 +38,8 @@
 
 #include "sj_harness.h"
 
+#include "bench_proc.h"
+
 #include "sj_codec.h"
 #include "sj_error.h"
 #include "sj_transport.h"
@@ -69,45 +71,6 @@ static long long now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* A "Name:  123 kB" field of /proc/<pid>/status, -1 if unreadable. */
-static long status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    size_t len = strlen(field);
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':')
-            kb = strtol(line + len + 1, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
-/* utime + stime of `pid` in microseconds, -1 if unreadable. */
-static long long cpu_us(pid_t pid)
-{
-    char path[64], buf[1024], *p;
-    unsigned long long ut = 0, st = 0;
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st) * 1000000LL / sysconf(_SC_CLK_TCK);
 }
 
 /* ---- the driver's listener (listener thread) ----------------------------- */
@@ -245,7 +208,7 @@ static int run_phase(sj_channel *ch, h_host *host, size_t tasks, size_t lines,
     d.first_us = d.last_us = 0;
     pthread_mutex_unlock(&d.lock);
 
-    c0 = cpu_us(host->pid);
+    c0 = bp_cpu_us(host->pid);
     t0 = now_us();
     for (size_t i = 0; i < tasks; i++)
         if (dispatch(ch, base + (int64_t)i, lines) != 0)
@@ -256,7 +219,7 @@ static int run_phase(sj_channel *ch, h_host *host, size_t tasks, size_t lines,
     while (rc == 0) {
         size_t got = 0;
         int results = 0;
-        long kb = status_kb(host->pid, "VmRSS");
+        long kb = bp_status_kb(host->pid, "VmRSS");
         if (kb > out->peak_kb)
             out->peak_kb = kb;
         pthread_mutex_lock(&d.lock);
@@ -301,7 +264,7 @@ static int run_phase(sj_channel *ch, h_host *host, size_t tasks, size_t lines,
         out->pb_per_line = (double)d.pb_bytes / (double)out->received;
         out->json_per_line = (double)d.json_bytes / (double)out->received;
         out->host_cpu_us_per_line =
-            (double)(cpu_us(host->pid) - c0) / (double)out->received;
+            (double)(bp_cpu_us(host->pid) - c0) / (double)out->received;
     }
     pthread_mutex_unlock(&d.lock);
     return rc;
@@ -405,7 +368,7 @@ int main(int argc, char **argv)
         }
     }
     h_sleep_ms(1000);
-    idle_kb = status_kb(host.pid, "VmRSS");
+    idle_kb = bp_status_kb(host.pid, "VmRSS");
     {
         phase_result warm; /* a small task: connect, load, settle */
         if (run_phase(ch, &host, 1, 1000, 100, &warm) != 0 || warm.lost != 0) {

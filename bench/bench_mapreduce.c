@@ -38,6 +38,8 @@
 
 #include "sj_harness.h"
 
+#include "bench_proc.h"
+
 #include "sj_emu.h"
 #include "sj_error.h"
 #include "sj_srv.h"
@@ -107,29 +109,6 @@ static long long now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* utime + stime of `pid` in clock ticks, -1 if unreadable. */
-static long long proc_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024], *p;
-    unsigned long long ut = 0, st = 0;
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL)
-        return -1;
-    /* after "comm)": state(3) ... utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
 }
 
 /* ---- the floor: a bare echo pair ----------------------------------------- */
@@ -252,7 +231,7 @@ static int run_width(sj_srv *srv, h_host *host, sj_channel *ch,
                      int runs, int warm)
 {
     long long *walls = NULL, *fl_seq = NULL, *fl_8 = NULL, *r_seq = NULL,
-              *r_8 = NULL, expect, host_ticks = 0;
+              *r_8 = NULL, expect, host_us = 0;
     size_t n_calls = 0;
     counts c0, c1, d, tot;
     char width_s[16], *res = NULL;
@@ -269,7 +248,7 @@ static int run_width(sj_srv *srv, h_host *host, sj_channel *ch,
     for (int r = -warm; r < runs; r++) {
         sj_srv_job j;
         int64_t id = 0;
-        long long t0, t1, c0_ticks;
+        long long t0, t1, c0_us;
         int st;
 
         memset(&j, 0, sizeof j);
@@ -280,7 +259,7 @@ static int run_width(sj_srv *srv, h_host *host, sj_channel *ch,
         j.shard_num = shards;
         j.executor_timeout = 60;
         j.parallel_num = workers;
-        c0_ticks = proc_cpu_ticks(host->pid);
+        c0_us = bp_cpu_us(host->pid);
         snapshot(srv, &c0);
         t0 = now_us();
         if (sj_srv_trigger(srv, &j, &id) != 0) {
@@ -313,7 +292,7 @@ static int run_width(sj_srv *srv, h_host *host, sj_channel *ch,
             h_sleep_ms(100);
         if (r < 0)
             continue;
-        host_ticks += proc_cpu_ticks(host->pid) - c0_ticks;
+        host_us += bp_cpu_us(host->pid) - c0_us;
         walls[r] = t1 - t0;
         tot.in_all += d.in_all - d.in_beat;
         tot.in_map += d.in_map;
@@ -340,8 +319,7 @@ static int run_width(sj_srv *srv, h_host *host, sj_channel *ch,
     {
         size_t per_in = tot.in_all / (size_t)runs;
         size_t per_out = (tot.out_all - tot.out_stop) / (size_t)runs;
-        double cpu_ms =
-            (double)host_ticks * 1000.0 / (double)sysconf(_SC_CLK_TCK) / runs;
+        double cpu_ms = (double)host_us / 1000.0 / runs;
         long long med_wall, med_seq = median(fl_seq, (size_t)runs),
                             med_8 = median(fl_8, (size_t)runs);
 
