@@ -79,8 +79,8 @@ static void put_str(buf *b, const char *s, size_t n)
     PUT_LIT(b, "\"");
     while (i < n) {
         unsigned char c = u[i];
-        size_t seq = c >= 0x20 && c != '"' && c != '\\' ? utf8_seq(u + i, n - i)
-                                                        : 1;
+        size_t seq =
+            c >= 0x20 && c != '"' && c != '\\' ? utf8_seq(u + i, n - i) : 1;
         if (c >= 0x20 && c != '"' && c != '\\' && seq > 0) {
             i += seq;
             continue;

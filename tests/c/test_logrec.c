@@ -32,12 +32,12 @@ static char *reference(const sj_logrec *r)
     json_array_append_new(fields, field("level", r->level, strlen(r->level)));
     json_array_append_new(fields, field("thread", "snailjob-lua", 12));
     /* as the upstream packed it: an invalid message fails the record */
-    json_array_append_new(fields, json_pack("{s:s,s:s%}", "name", "message",
-                                            "value", r->message,
-                                            r->message_len));
-    json_array_append_new(
-        fields, field("location", r->location,
-                      r->location != NULL ? strlen(r->location) : 0));
+    json_array_append_new(fields,
+                          json_pack("{s:s,s:s%}", "name", "message", "value",
+                                    r->message, r->message_len));
+    json_array_append_new(fields,
+                          field("location", r->location,
+                                r->location != NULL ? strlen(r->location) : 0));
     json_array_append_new(fields, field("throwable", NULL, 0));
     json_array_append_new(fields, field("host", r->host, strlen(r->host)));
     json_array_append_new(fields, field("port", r->port, strlen(r->port)));
@@ -86,7 +86,8 @@ static void test_same_as_jansson(void)
         {MSG("quote \" backslash \\ slash / done"), "a\"b"},
         {MSG("ctl \b\f\n\r\t \x01\x1f \x7f end"), NULL},
         {MSG("nul \0 inside"), NULL},
-        {MSG("utf-8: \xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80"), "\xc3\xa9.lua:1"},
+        {MSG("utf-8: \xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80"),
+         "\xc3\xa9.lua:1"},
         {MSG("\xed\x9f\xbf \xf4\x8f\xbf\xbf edges"), NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -115,9 +116,9 @@ static void test_same_as_jansson(void)
 static void test_invalid_utf8_replaced(void)
 {
     static const char *const bad[] = {
-        "lone \x80 continuation", "truncated \xe4\xb8", "overlong \xc0\xaf",
-        "surrogate \xed\xa0\x80", "too big \xf4\x90\x80\x80",
-        "at the end \xf0",
+        "lone \x80 continuation",   "truncated \xe4\xb8",
+        "overlong \xc0\xaf",        "surrogate \xed\xa0\x80",
+        "too big \xf4\x90\x80\x80", "at the end \xf0",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sj_logrec r = sample(bad[i], strlen(bad[i]), NULL);
@@ -133,8 +134,8 @@ static void test_invalid_utf8_replaced(void)
         if (v == NULL)
             fprintf(stderr, "case %zu: %s: %s\n", i, e.text, got);
         CHECK(v != NULL);
-        json_unpack(json_array_get(json_object_get(v, "fieldList"), 3),
-                    "{s:s}", "value", &msg);
+        json_unpack(json_array_get(json_object_get(v, "fieldList"), 3), "{s:s}",
+                    "value", &msg);
         CHECK(msg != NULL && strstr(msg, "\xef\xbf\xbd") != NULL);
         CHECK(msg != NULL && strncmp(msg, bad[i], 4) == 0);
         /* jansson refused the message: the old record went without it */
