@@ -35,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if ((v = json_loadb(text, len, JSON_ALLOW_NUL, &e)) == NULL)
         abort();
-    msg = json_object_get(
-        json_array_get(json_object_get(v, "fieldList"), 3), "value");
+    msg = json_object_get(json_array_get(json_object_get(v, "fieldList"), 3),
+                          "value");
     if (!json_is_string(msg))
         abort();
     probe = json_stringn((const char *)data, size); /* NULL: not UTF-8 */
