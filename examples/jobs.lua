@@ -7,18 +7,26 @@
 --   snailjob-lua run testWorkflowExecutor --wf-context '{"orders":3}'
 local sj = require "snailjob"
 
--- A long job that checks for a stop at every step: 40 steps of one second
--- (or as many as a numeric job parameter says). A stop from the console, or
--- the executor timeout, ends it at the next check; even without the check,
--- the host would interrupt sj.sleep.
+-- A long job: 40 steps of one second (or as many as a numeric job
+-- parameter says). The Python seed polls a stop event between sleeps; here
+-- sj.sleep is the interruption point: a stop from the console or the
+-- executor timeout ends the handler right there, with no check to write.
+-- What must be undone either way goes in a to-be-closed variable: its
+-- __close runs when the handler returns, raises or is interrupted (within
+-- the cleanup_budget setting, 1 s by default).
 sj.job("testJobExecutor", function(args)
   local steps = math.tointeger(tonumber(args.job_params)) or 40
   sj.log.info("testJobExecutor started, job_params: %s", args.job_params)
+  local step = 0
+  local progress <close> = setmetatable({}, {
+    __close = function(_, err)
+      if err ~= nil then -- interrupted (or failed) at this step
+        sj.log.warn("cleaning up after step %d of %d", step, steps)
+      end
+    end,
+  })
   for i = 1, steps do
-    if args:is_stopped() then
-      sj.log.warn("stopped at step %d", i)
-      return sj.failure("stopped")
-    end
+    step = i
     sj.log.info("step %d of %d", i, steps)
     sj.sleep(1)
   end

@@ -20,6 +20,7 @@
 #include "sj_endpoint.h"
 #include "sj_error.h"
 #include "sj_files.h"
+#include "sj_limits.h"
 #include "sj_link.h"
 #include "sj_local.h"
 #include "sj_log.h"
@@ -27,6 +28,7 @@
 #include "sj_reload.h"
 #include "sj_transport.h"
 #include "sj_upstream.h"
+#include "sj_vm.h"
 
 /* Exit codes (documented in --help and README). */
 enum {
@@ -71,17 +73,20 @@ static void usage(FILE *out)
             "  load.\n"
             "\n"
             "check: validate the config, load every executor file, list the\n"
-            "executors and their kinds, send one heartbeat to the server.\n"
+            "executors and their kinds and what lua_allow gives back to the\n"
+            "sandbox, send one heartbeat to the server.\n"
             "  Exit status: 0 all good; 1 server unreachable or token\n"
             "  refused; 2 configuration error; 3 an executor file failed to\n"
-            "  load.\n"
+            "  load (or did not finish within load_timeout).\n"
             "\n"
             "Settings come from SNAIL_* environment variables, then ./.env,\n"
             "then the config file, then defaults (--print-config lists "
             "them).\n"
             "\n"
-            "Signals: SIGINT/SIGTERM stop (running tasks get 5 s); SIGHUP\n"
-            "reloads the executor files (so does changing one of them).\n"
+            "Signals: SIGINT/SIGTERM stop (running tasks get 5 s, then\n"
+            "stop_grace for a task stuck in a C call); SIGHUP reloads the\n"
+            "executor files (so does changing one of them or a module they\n"
+            "require).\n"
             "\n"
             "Exit status: 0 ok; 1 could not start or run; 2 bad usage or\n"
             "configuration; 3 an executor file failed to load.\n");
@@ -144,6 +149,21 @@ static int reconnect_ms(const sj_config *cfg)
     return ms < 20 ? 20 : ms > 1000 ? 1000 : ms;
 }
 
+/* One load of every executor file, on this thread, under the load limits
+ * (signals blocked here stay pending and end a load that loops). */
+static int preload(const sj_config *cfg, const sj_files *files, char *err,
+                   size_t errlen)
+{
+    sj_vm_options vo = {.files = (const char *const *)files->paths,
+                        .n_files = files->n,
+                        .watch_signals = true};
+    sj_vm *vm = NULL;
+    sj_vm_options_from_config(&vo, cfg);
+    int rc = sj_vm_open(&vo, &vm, err, errlen);
+    sj_vm_close(vm);
+    return rc;
+}
+
 static int serve(const sj_config *cfg, const sj_files *files)
 {
     host h = {NULL};
@@ -165,6 +185,19 @@ static int serve(const sj_config *cfg, const sj_files *files)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Load the executor files once before listening or beating: a file
+     * that fails, loops (load_timeout) or is ended by a signal stops the
+     * start here, with nothing announced. */
+    if ((rc = preload(cfg, files, err, sizeof err)) != 0) {
+        if (rc == SJ_ECANCELED) {
+            SJ_INFO("signal while loading the executor files: %s; "
+                    "shutting down",
+                    err);
+            return EXIT_OK;
+        }
+        SJ_ERROR("%s", err);
+        return rc == SJ_ELUA || rc == SJ_ENOENT ? EXIT_EXECUTORS : EXIT_FAIL;
+    }
     sj_transport_init();
     make_host_id(host_id, sizeof host_id);
     snprintf(addr, sizeof addr, "0.0.0.0:%d", cfg->host_port);
@@ -196,11 +229,8 @@ static int serve(const sj_config *cfg, const sj_files *files)
                           .queue_size = cfg->queue_size,
                           .files = (const char *const *)files->paths,
                           .n_files = files->n,
-                          .lua_path = cfg->lua_path,
-                          .lua_cpath = cfg->lua_cpath,
-                          .memory_limit =
-                              (size_t)cfg->memory_limit_mb * 1024 * 1024,
                           .up = up};
+    sj_pool_options_from_config(&po, cfg);
     if ((rc = sj_pool_start(&po, &pool, err, sizeof err)) != 0) {
         SJ_ERROR("%s", err);
         code = rc == SJ_ELUA ? EXIT_EXECUTORS : EXIT_FAIL;
@@ -232,6 +262,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
             continue;
         }
         SJ_INFO("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sj_limits_abort_loads(); /* a reload's load that loops ends now */
         break;
     }
     code = EXIT_OK;

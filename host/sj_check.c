@@ -16,18 +16,20 @@
 int sj_check_executors(const sj_config *cfg, const char *const *files,
                        size_t n_files, FILE *out, char *err, size_t errlen)
 {
-    sj_vm_options vo = {.files = files,
-                        .n_files = n_files,
-                        .lua_path = cfg->lua_path,
-                        .lua_cpath = cfg->lua_cpath,
-                        .memory_limit =
-                            (size_t)cfg->memory_limit_mb * 1024 * 1024};
+    sj_vm_options vo = {
+        .files = files, .n_files = n_files, .watch_signals = true};
     sj_vm *vm;
     size_t n;
     int rc;
 
+    sj_vm_options_from_config(&vo, cfg);
     if ((rc = sj_vm_open(&vo, &vm, err, errlen)) != 0)
         return rc;
+    if (cfg->lua_allow != NULL && cfg->lua_allow[0] != '\0')
+        fprintf(out, "sandbox: lua_allow gives back %s\n", cfg->lua_allow);
+    else
+        fprintf(out, "sandbox: default (no package.loadlib, text-only "
+                     "loads, os.execute and io.popen off)\n");
     n = sj_vm_executor_count(vm);
     fprintf(out, "executors: %zu loaded from %zu file%s\n", n, n_files,
             n_files == 1 ? "" : "s");

@@ -15,6 +15,7 @@
 #include <lualib.h>
 
 #include "sj_error.h"
+#include "sj_limits.h"
 #include "sj_luajson.h"
 
 /* lua/snailjob.lua, compiled into the binary by cmake/embed.cmake. */
@@ -30,7 +31,6 @@ static char k_methods;   /* methods of `args` */
 static char k_format;    /* string.format as it was at preload */
 static char k_box_mt;    /* metatable of json_t boxes */
 static char k_changes;   /* the current run's append_context table */
-static char k_interrupt; /* its address, as light userdata, is the marker */
 
 /* Keys in a per-run `args` metatable. */
 static char k_serial;   /* run serial the args belong to */
@@ -59,8 +59,7 @@ static void format_where(const lua_Debug *ar, char *buf, size_t n)
     snprintf(buf, n, "%s:%d", base ? base + 1 : src, ar->currentline);
 }
 
-/* "file.lua:42" of the nearest script frame at `level` or above, or "". */
-static void where_of(lua_State *L, int level, char *buf, size_t n)
+void sj_lualib_where(lua_State *L, int level, char *buf, size_t n)
 {
     lua_Debug ar;
     buf[0] = '\0';
@@ -73,14 +72,13 @@ static void where_of(lua_State *L, int level, char *buf, size_t n)
     }
 }
 
-/* The same for the function a hook fired in (`ar` of level 0). */
-static void where_at(lua_State *L, lua_Debug *ar, char *buf, size_t n)
+void sj_lualib_where_at(lua_State *L, lua_Debug *ar, char *buf, size_t n)
 {
     buf[0] = '\0';
     if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0 && !is_module_frame(ar))
         format_where(ar, buf, n);
     else
-        where_of(L, 1, buf, n);
+        sj_lualib_where(L, 1, buf, n);
 }
 
 static int box_gc(lua_State *L)
@@ -111,124 +109,6 @@ static json_t *box_take(json_t **box)
     json_t *v = *box;
     *box = NULL;
     return v;
-}
-
-/* ---- interruption ------------------------------------------------------- */
-
-sj_trip sj_lualib_poll(const sj_lualib_ctx *ctx)
-{
-    const sj_task *t = ctx->task;
-    if (t != NULL) {
-        switch (
-            atomic_load_explicit(&((sj_task *)t)->stop, memory_order_relaxed)) {
-        case SJ_STOP_SERVER:
-            return SJ_TRIP_SERVER;
-        case SJ_STOP_SHUTDOWN:
-            return SJ_TRIP_SHUTDOWN;
-        case SJ_STOP_TIMEOUT:
-            return SJ_TRIP_TIMEOUT;
-        default:
-            break;
-        }
-        if (t->deadline_ms > 0 && sj_mono_ms() >= t->deadline_ms)
-            return SJ_TRIP_TIMEOUT;
-    }
-    if (ctx->mem_refused)
-        return SJ_TRIP_NOMEM;
-    return SJ_TRIP_NONE;
-}
-
-static void hook(lua_State *L, lua_Debug *ar)
-{
-    sj_lualib_ctx *ctx = sj_lualib_ctx_of(L);
-    if (!ctx->armed)
-        return;
-    sj_trip why = ctx->tripped;
-    if (why == SJ_TRIP_NONE) {
-        why = sj_lualib_poll(ctx);
-        if (why == SJ_TRIP_NONE)
-            return;
-    }
-    if (ctx->trip_where[0] == '\0')
-        where_at(L, ar, ctx->trip_where, sizeof ctx->trip_where);
-    sj_lualib_interrupt(L, why);
-}
-
-int sj_lualib_interrupt(lua_State *L, sj_trip why)
-{
-    sj_lualib_ctx *ctx = sj_lualib_ctx_of(L);
-    if (ctx->tripped == SJ_TRIP_NONE)
-        ctx->tripped = why;
-    if (ctx->trip_where[0] == '\0')
-        where_of(L, 1, ctx->trip_where, sizeof ctx->trip_where);
-    /* From now on every instruction of this thread raises again: code that
-     * caught the marker with pcall cannot keep running. The main thread
-     * too when this is a coroutine: its caller may catch the error the
-     * dead coroutine passes on, and would otherwise loop on until its
-     * next count hook, each refused allocation costing a full GC. */
-    lua_sethook(L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    if (L != ctx->L)
-        lua_sethook(ctx->L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    lua_pushlightuserdata(L, &k_interrupt);
-    return lua_error(L);
-}
-
-bool sj_lualib_is_interrupt(lua_State *L, int idx)
-{
-    return lua_type(L, idx) == LUA_TLIGHTUSERDATA &&
-           lua_touserdata(L, idx) == &k_interrupt;
-}
-
-bool sj_lualib_alloc_refuse(sj_lualib_ctx *ctx, size_t nsize)
-{
-    if (ctx->tripped != SJ_TRIP_NONE)
-        return true;
-    sj_task *t = ctx->task;
-    if (t == NULL)
-        return false;
-    sj_trip why = SJ_TRIP_NONE;
-    int stop = atomic_load_explicit(&t->stop, memory_order_relaxed);
-    if (stop != SJ_STOP_NONE)
-        why = stop == SJ_STOP_SERVER     ? SJ_TRIP_SERVER
-              : stop == SJ_STOP_SHUTDOWN ? SJ_TRIP_SHUTDOWN
-                                         : SJ_TRIP_TIMEOUT;
-    else if (t->deadline_ms > 0 &&
-             ((++ctx->alloc_ticks & 63) == 0 || nsize >= 16384) &&
-             sj_mono_ms() >= t->deadline_ms)
-        why = SJ_TRIP_TIMEOUT;
-    if (why == SJ_TRIP_NONE)
-        return false;
-    ctx->tripped = why;
-    lua_sethook(ctx->L, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    return true;
-}
-
-void sj_lualib_arm(lua_State *L, sj_lualib_ctx *ctx)
-{
-    ctx->tripped = SJ_TRIP_NONE;
-    ctx->mem_refused = false;
-    ctx->trip_where[0] = '\0';
-    ctx->alloc_ticks = 0;
-    ctx->armed = true;
-    lua_sethook(L, hook, LUA_MASKCOUNT, SJ_LUALIB_HOOK_COUNT);
-}
-
-void sj_lualib_disarm(lua_State *L, sj_lualib_ctx *ctx)
-{
-    ctx->armed = false;
-    lua_sethook(L, hook, LUA_MASKCOUNT, SJ_LUALIB_HOOK_COUNT);
-}
-
-/* Raise the interruption if the armed run is over its limits. */
-static void check_interrupt(lua_State *L, sj_lualib_ctx *ctx)
-{
-    if (!ctx->armed)
-        return;
-    sj_trip why = ctx->tripped;
-    if (why == SJ_TRIP_NONE)
-        why = sj_lualib_poll(ctx);
-    if (why != SJ_TRIP_NONE)
-        sj_lualib_interrupt(L, why);
 }
 
 /* ---- logging ------------------------------------------------------------ */
@@ -268,7 +148,7 @@ static int log_line(lua_State *L, sj_log_level level, bool to_task)
         msg = lua_tolstring(L, -1, &len);
     }
     char loc[96];
-    where_of(L, 1, loc, sizeof loc);
+    sj_lualib_where(L, 1, loc, sizeof loc);
     if (to_task && ctx->task != NULL) {
         sj_lualib_task_line(ctx, level, msg, len, loc);
     } else {
@@ -337,7 +217,7 @@ static int snailjob_sleep(lua_State *L)
     if (s > 1e9)
         s = 1e9; /* about 31 years; keeps the arithmetic in range */
     long long end = mono_ns() + (long long)(s * 1e9);
-    check_interrupt(L, ctx);
+    sj_limits_check(L, ctx);
     for (;;) {
         long long left = end - mono_ns();
         if (left <= 0)
@@ -347,7 +227,7 @@ static int snailjob_sleep(lua_State *L)
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
-        check_interrupt(L, ctx);
+        sj_limits_check(L, ctx);
     }
     return 0;
 }
@@ -545,7 +425,7 @@ static int args_is_stopped(lua_State *L)
     sj_lualib_ctx *ctx = sj_lualib_ctx_of(L);
     lua_settop(L, 1);
     bool stopped = !args_live(L, ctx) || ctx->tripped != SJ_TRIP_NONE ||
-                   sj_lualib_poll(ctx) != SJ_TRIP_NONE;
+                   sj_limits_poll(ctx) != SJ_TRIP_NONE;
     lua_pushboolean(L, stopped);
     return 1;
 }
@@ -798,8 +678,8 @@ static int snailjob_mr_do_map(lua_State *L)
     json_decref(box_take(list));
     json_decref(box_take(changes));
     if (rc == SJ_ECANCELED) {
-        sj_trip why = sj_lualib_poll(ctx);
-        return sj_lualib_interrupt(L,
+        sj_trip why = sj_limits_poll(ctx);
+        return sj_limits_interrupt(L,
                                    why != SJ_TRIP_NONE ? why : SJ_TRIP_SERVER);
     }
     if (rc < 0)
@@ -807,7 +687,7 @@ static int snailjob_mr_do_map(lua_State *L)
                         "sj.mr_do_map: the server refused the map "
                         "report: %s",
                         err[0] ? err : sj_strerror(rc));
-    check_interrupt(L, ctx);
+    sj_limits_check(L, ctx);
     return 0;
 }
 
@@ -860,25 +740,11 @@ static int open_snailjob(lua_State *L)
     return 1;
 }
 
-/* debug.sethook would let a script remove the hook that enforces stop and
- * timeout; os.exit would end the whole host from one worker. */
-static int debug_sethook(lua_State *L)
-{
-    return luaL_error(L, "debug.sethook is not available to executors: the "
-                         "host's hook enforces stop and timeout");
-}
-
-static int os_exit(lua_State *L)
-{
-    return luaL_error(L, "os.exit is not available to executors: it would "
-                         "end every worker of the host");
-}
-
 void sj_lualib_attach(lua_State *L, sj_lualib_ctx *ctx)
 {
     *(sj_lualib_ctx **)lua_getextraspace(L) = ctx;
     ctx->L = L;
-    lua_sethook(L, hook, LUA_MASKCOUNT, SJ_LUALIB_HOOK_COUNT);
+    sj_limits_attach(L, ctx);
 }
 
 void sj_lualib_preload(lua_State *L)
@@ -900,15 +766,6 @@ void sj_lualib_preload(lua_State *L)
     lua_getfield(L, -1, LUA_STRLIBNAME);
     lua_getfield(L, -1, "format");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_format);
-    lua_pop(L, 1);
-
-    lua_getfield(L, -1, LUA_DBLIBNAME);
-    lua_pushcfunction(L, debug_sethook);
-    lua_setfield(L, -2, "sethook");
-    lua_pop(L, 1);
-    lua_getfield(L, -1, LUA_OSLIBNAME);
-    lua_pushcfunction(L, os_exit);
-    lua_setfield(L, -2, "exit");
     lua_pop(L, 2);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

@@ -10,9 +10,8 @@
  * Each state carries one sj_lualib_ctx, owned by its sj_vm and reachable
  * from any coroutine of the state through lua_getextraspace. The context
  * names the task being run (if any), the host callbacks, and the
- * interruption state. This unit also owns the interruption machinery: the
- * count hook that polls a task's stop flag and deadline, and the marker
- * error raised once a run is tripped; sj_vm only arms and disarms it.
+ * interruption state; the machinery that enforces the limits (hook,
+ * marker, allocator refusal, cleanup budget) is sj_limits.
  *
  * Threads: everything here runs on the thread that owns the state. The only
  * thing other threads touch is sj_task.stop (an atomic), read here.
@@ -24,6 +23,7 @@
 #ifndef SJ_LUALIB_H
 #define SJ_LUALIB_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -42,9 +42,6 @@ typedef enum sj_trip {
     SJ_TRIP_TIMEOUT,  /* deadline passed, or t->stop == SJ_STOP_TIMEOUT */
     SJ_TRIP_NOMEM     /* the allocator refused growth past the cap */
 } sj_trip;
-
-/* Instructions between two polls of the stop flag and the deadline. */
-#define SJ_LUALIB_HOOK_COUNT 1000
 
 typedef struct sj_lualib_ctx {
     /* set once by the owner, before sj_lualib_preload */
@@ -70,64 +67,50 @@ typedef struct sj_lualib_ctx {
     sj_trip tripped;      /* first reason the run was interrupted */
     unsigned alloc_ticks; /* allocator's clock-poll divider */
     char trip_where[96];  /* "file.lua:3" where it was tripped, or "" */
+
+    /* limits (sj_limits.c), owner thread unless noted */
+    long long cleanup_ms;      /* budget for __close after a trip */
+    long long cleanup_until;   /* mono ms; 0 = no trip yet */
+    long long load_deadline;   /* mono ms while a load is armed, 0 none */
+    bool loading_armed;        /* a load (or close) is armed, not a run */
+    bool watch_signals;        /* a pending SIGTERM/SIGINT trips a load */
+    bool closing;              /* lua_close runs: time bounded, not memory */
+    unsigned hook_ticks;       /* divider for recording `seen` */
+    pthread_mutex_t seen_lock; /* guards seen (read by a watchdog) */
+    char seen[96];             /* where the run was last seen */
+    char warn[256];            /* a warning being assembled */
+    size_t warn_len;
 } sj_lualib_ctx;
 
 /* The context of the state `L` belongs to (any coroutine of it). */
 sj_lualib_ctx *sj_lualib_ctx_of(lua_State *L);
 
 /*
- * Store `ctx` in the extra space of the fresh state `L` and install the
- * count hook on its main thread: every coroutine copies both when created,
- * so even coroutines made while the files load are covered. The hook does
- * nothing while no run is armed. Allocates nothing; call right after
+ * Store `ctx` in the extra space of the fresh state `L` and attach the
+ * limits (sj_limits_attach: the count hook on its main thread): every
+ * coroutine copies both when created, so even coroutines made while the
+ * files load are covered. Allocates nothing; call right after
  * lua_newstate. Stack: unchanged.
  */
 void sj_lualib_attach(lua_State *L, sj_lualib_ctx *ctx);
 
 /*
- * Create the private registry entries, put "snailjob" and
- * "snailjob.core" in package.preload, and replace debug.sethook and
- * os.exit with functions that raise (a script must not remove the hook or
- * end the host). Call once, after luaL_openlibs, in
- * protected mode (it allocates and may raise). Stack: unchanged.
+ * Create the private registry entries and put "snailjob" and
+ * "snailjob.core" in package.preload (the sandbox, sj_sandbox, is applied
+ * separately). Call once, after luaL_openlibs, in protected mode (it
+ * allocates and may raise). Stack: unchanged.
  */
 void sj_lualib_preload(lua_State *L);
 
 /* Lua C function for package.preload["snailjob.core"]: pushes the core. */
 int sj_lualib_open_core(lua_State *L);
 
-/*
- * Poll the limits of the current run: the stop flag, the deadline and the
- * allocator's refusal. Returns the reason or SJ_TRIP_NONE. Cheap; no Lua.
- */
-sj_trip sj_lualib_poll(const sj_lualib_ctx *ctx);
+/* "file.lua:42" of the nearest script frame at `level` or above (frames of
+ * lua/snailjob.lua skipped), or "". */
+void sj_lualib_where(lua_State *L, int level, char *buf, size_t n);
 
-/*
- * Record `why` (unless a reason is already recorded), re-arm the hook on
- * `L` to fire on every instruction so no pcall can swallow the
- * interruption, and raise the interruption marker. Never returns.
- */
-int sj_lualib_interrupt(lua_State *L, sj_trip why);
-
-/* Is the value at `idx` the interruption marker? */
-bool sj_lualib_is_interrupt(lua_State *L, int idx);
-
-/*
- * The allocator's part of enforcement, for growth to `nsize` bytes while
- * a run is armed: polls the stop flag (every call) and the deadline (every
- * 64th call, or for large blocks), and once the run is tripped returns
- * true to refuse the growth, so a long C function or a slow instruction
- * (a big concatenation) ends with a memory error right away. It also
- * re-arms the main thread's hook to fire on the next instruction
- * (lua_sethook is safe at any point, as lua.c's SIGINT handler relies on).
- */
-bool sj_lualib_alloc_refuse(sj_lualib_ctx *ctx, size_t nsize);
-
-/* Arm / disarm limit enforcement for a run of `ctx->task` (owner thread).
- * Disarming also resets the hook of the main thread `L` to its normal
- * count. */
-void sj_lualib_arm(lua_State *L, sj_lualib_ctx *ctx);
-void sj_lualib_disarm(lua_State *L, sj_lualib_ctx *ctx);
+/* The same for the function a hook fired in (`ar` of level 0). */
+void sj_lualib_where_at(lua_State *L, lua_Debug *ar, char *buf, size_t n);
 
 /* Push the executor registry: a table name -> entry, where entry is
  * { kind = "job"|"map"|"map_reduce", spec = <spec>, where = "file:line" }

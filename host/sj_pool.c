@@ -10,9 +10,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "sj_config.h"
 #include "sj_error.h"
 #include "sj_log.h"
 #include "sj_vm.h"
+
+#define STOP_GRACE_MS 3000 /* default stop_grace */
 
 #define WATCHDOG_MS 10    /* deadline resolution */
 #define IDLE_TRIM_MS 1000 /* idle this long after tasks: malloc_trim */
@@ -40,9 +43,15 @@ typedef struct gen {
     char **names; /* executor names and kinds, sorted by name */
     char **kinds;
     size_t n_names;
+    char **modules; /* module files its load required (sj_vm_module_files) */
+    size_t n_modules;
 } gen;
 
-typedef struct worker {
+typedef struct worker worker;
+static void *worker_thread(void *arg);
+static void pool_unref(sj_pool *pool);
+
+struct worker {
     sj_pool *pool;
     int index;
     pthread_t thread;
@@ -52,7 +61,14 @@ typedef struct worker {
     atomic_ullong gen_number;      /* gen->number, for other threads */
     sj_task *current;              /* guarded by pool->lock */
     int ready; /* 1 loaded, -1 failed; guarded by pool->lock */
-} worker;
+    /* retirement, guarded by pool->lock: the thread running `current`
+     * is this slot's only while `incarnation` is what it saw at take */
+    unsigned incarnation;
+    int finishing;       /* its run returned: it reports, not the watchdog */
+    long long stop_seen; /* when the watchdog first saw current's stop */
+    int exited;          /* the slot's thread left its loop */
+    int no_thread;       /* retired at shutdown: nothing to join */
+};
 
 struct sj_pool {
     sj_pool_options opts;
@@ -69,6 +85,8 @@ struct sj_pool {
     struct fan *fans; /* tasks holding their batch's report barrier */
     gen *gen;         /* current generation; guarded by lock */
     pthread_mutex_t reload_lock; /* one sj_pool_reload at a time */
+    atomic_int refs;             /* sj_pool_stop's + one per retired thread */
+    atomic_size_t retired;       /* workers retired so far */
 };
 
 /* ---- generations ------------------------------------------------------- */
@@ -85,6 +103,9 @@ static void gen_unref(gen *g)
     free(g->texts);
     free(g->lens);
     sj_vm_executor_list_free(g->names, g->kinds, g->n_names);
+    for (size_t i = 0; i < g->n_modules; i++)
+        free(g->modules[i]);
+    free(g->modules);
     free(g);
 }
 
@@ -165,13 +186,46 @@ fail_mem:
     return SJ_ENOMEM;
 }
 
+/* Copy vm's module file list into g (0 or SJ_ENOMEM). */
+static int gen_set_modules(gen *g, const sj_vm *vm)
+{
+    const char *const *files;
+    size_t n = sj_vm_module_files(vm, &files);
+    g->modules = calloc(n ? n : 1, sizeof *g->modules);
+    if (g->modules == NULL)
+        return SJ_ENOMEM;
+    for (; g->n_modules < n; g->n_modules++)
+        if ((g->modules[g->n_modules] = strdup(files[g->n_modules])) == NULL)
+            return SJ_ENOMEM;
+    return 0;
+}
+
 /* ---- VM callbacks (worker threads) ------------------------------------ */
+
+/* Is t the task of a slot's worker? A retired worker's task is not: it was
+ * reported already, and the upstream may be gone (lock held). */
+static int is_current(sj_pool *pool, const sj_task *t)
+{
+    for (int i = 0; i < pool->n_workers; i++)
+        if (pool->workers[i].current == t)
+            return 1;
+    return 0;
+}
+
+static int task_live(sj_pool *pool, const sj_task *t)
+{
+    pthread_mutex_lock(&pool->lock);
+    int live = is_current(pool, t);
+    pthread_mutex_unlock(&pool->lock);
+    return live;
+}
 
 static void task_log(void *ud, const sj_task *t, sj_log_level level,
                      const char *msg, size_t len, const char *location)
 {
     sj_pool *pool = ud;
-    sj_upstream_log(pool->opts.up, t, level, msg, len, location);
+    if (task_live(pool, t))
+        sj_upstream_log(pool->opts.up, t, level, msg, len, location);
 }
 
 /* A task that holds its batch's report barrier (sj_upstream_hold) from
@@ -192,6 +246,10 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
     struct fan *f;
     int rc;
 
+    if (!task_live(pool, t)) {
+        snprintf(err, errlen, "the task was reported already (retired)");
+        return SJ_ECANCELED;
+    }
     /* From now on t is a (would-be) parent: hold its batch's other
      * reports before the server can create children (see deliver()). Only
      * this worker's thread adds or removes t's entry. */
@@ -258,24 +316,35 @@ static int map_report(void *ud, sj_task *t, const char *next_task_name,
  * are journaled but wait until the parent's own report is acknowledged,
  * or until it ends unreported. Never blocks a worker.
  */
+/* Unlink t's fan entry, if any (lock held); the caller frees it. */
+static struct fan *fan_take(sj_pool *pool, const sj_task *t)
+{
+    for (struct fan **fp = &pool->fans; *fp != NULL; fp = &(*fp)->next)
+        if ((*fp)->t == t) {
+            struct fan *mine = *fp;
+            *fp = mine->next;
+            return mine;
+        }
+    return NULL;
+}
+
+/* The upstream half of deliver, for a batch whose fan entry was taken. */
+static void deliver_taken(sj_pool *pool, int64_t batch, char *report,
+                          struct fan *mine)
+{
+    if (report != NULL)
+        sj_upstream_report_task(pool->opts.up, batch, report, mine != NULL);
+    else if (mine != NULL)
+        sj_upstream_release(pool->opts.up, batch);
+    free(mine);
+}
+
 static void deliver(sj_pool *pool, const sj_task *t, char *report)
 {
-    struct fan **fp, *mine = NULL;
-
     pthread_mutex_lock(&pool->lock);
-    for (fp = &pool->fans; *fp != NULL; fp = &(*fp)->next)
-        if ((*fp)->t == t) {
-            mine = *fp;
-            *fp = mine->next;
-            break;
-        }
+    struct fan *mine = fan_take(pool, t);
     pthread_mutex_unlock(&pool->lock);
-    if (report != NULL)
-        sj_upstream_report_task(pool->opts.up, t->task_batch_id, report,
-                                mine != NULL);
-    else if (mine != NULL)
-        sj_upstream_release(pool->opts.up, t->task_batch_id);
-    free(mine);
+    deliver_taken(pool, t->task_batch_id, report, mine);
 }
 
 /* ---- queue (lock held) ------------------------------------------------- */
@@ -315,7 +384,9 @@ static sj_task *take_task(sj_pool *pool)
 
 /* ---- workers ----------------------------------------------------------- */
 
-static void run_task(worker *w, sj_task *t)
+/* Run t on vm; returns 0 once reported, or -1 when the worker was retired
+ * meanwhile (incarnation `me` is gone: nothing is reported). */
+static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
 {
     sj_pool *pool = w->pool;
     sj_run run;
@@ -335,8 +406,16 @@ static void run_task(worker *w, sj_task *t)
                               : "not started: stopped while queued";
         sj_upstream_log(pool->opts.up, t, SJ_LOG_WARN, why, strlen(why), NULL);
     } else {
-        sj_vm_run(w->vm, t, &run);
+        sj_vm_run(vm, t, &run);
     }
+    pthread_mutex_lock(&pool->lock);
+    if (w->incarnation != me) {
+        pthread_mutex_unlock(&pool->lock);
+        sj_run_free(&run);
+        return -1;
+    }
+    w->finishing = 1;
+    pthread_mutex_unlock(&pool->lock);
     SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
              (long long)t->task_batch_id, t->executor_info,
              sj_outcome_name(run.outcome), sj_mono_ms() - t0);
@@ -350,6 +429,7 @@ static void run_task(worker *w, sj_task *t)
     deliver(pool, t, report);
     sj_upstream_flush(pool->opts.up);
     sj_run_free(&run);
+    return 0;
 }
 
 /* A VM built from generation g's snapshot, on the calling thread. */
@@ -366,6 +446,9 @@ static int open_vm(sj_pool *pool, const gen *g, sj_vm **vm, char *err,
     vo.lua_path = pool->opts.lua_path;
     vo.lua_cpath = pool->opts.lua_cpath;
     vo.memory_limit = pool->opts.memory_limit;
+    vo.lua_allow = pool->opts.lua_allow;
+    vo.load_timeout_ms = pool->opts.load_timeout_ms;
+    vo.cleanup_ms = pool->opts.cleanup_ms;
     vo.task_log = task_log;
     vo.map_report = map_report;
     vo.ud = pool;
@@ -443,9 +526,22 @@ static void *worker_thread(void *arg)
             continue;
         }
         w->current = t;
+        w->finishing = 0;
+        w->stop_seen = 0;
+        unsigned me = w->incarnation;
+        sj_vm *vm = w->vm;
+        gen *mine = w->gen;
         pthread_mutex_unlock(&pool->lock);
 
-        run_task(w, t);
+        if (run_task(w, vm, t, me) != 0) {
+            /* Retired while stuck: the slot has a new worker; this thread
+             * only cleans up what it still owns. */
+            sj_vm_close(vm);
+            gen_unref(mine);
+            sj_task_free(t);
+            pool_unref(pool);
+            return NULL;
+        }
         if (sj_vm_needs_rebuild(w->vm)) {
             /* Interrupted or out of memory: the loop's top builds a clean
              * state (from the newest generation) before the next task. */
@@ -461,12 +557,118 @@ static void *worker_thread(void *arg)
         if (pool->queued > 0)
             pthread_cond_broadcast(&pool->cond);
     }
+    w->exited = 1;
     pthread_mutex_unlock(&pool->lock);
     sj_vm_close(w->vm);
     w->vm = NULL;
     gen_unref(w->gen);
     w->gen = NULL;
     return NULL;
+}
+
+/*
+ * Give up on w, whose task has not given up control (lock held): detach
+ * its thread, which keeps its VM, generation and task and cleans them up
+ * if its call ever returns, and start a fresh worker in the slot. When
+ * `report`, the task's report (STOP, or FAIL for a timeout) is built now
+ * and handed out by the caller after unlocking (*rep, *fan, *batch).
+ */
+static void retire(sj_pool *pool, worker *w, int report, char **rep,
+                   struct fan **fan, int64_t *batch)
+{
+    sj_task *t = w->current;
+    int stop = atomic_load(&t->stop);
+    long long grace = pool->opts.stop_grace_ms;
+    char where[96];
+    size_t n;
+
+    sj_vm_seen(w->vm, where, sizeof where);
+    if (report) {
+        char line[300];
+        snprintf(line, sizeof line,
+                 "the handler did not give up control within stop_grace "
+                 "(%.3g s) after its %s, stuck near %s (in a C call): the "
+                 "task is given up and its worker retired",
+                 (double)grace / 1000.0,
+                 stop == SJ_STOP_TIMEOUT ? "timeout" : "stop", where);
+        sj_upstream_log(pool->opts.up, t, SJ_LOG_ERROR, line, strlen(line),
+                        where);
+        sj_outcome out = stop == SJ_STOP_TIMEOUT    ? SJ_OUT_TIMEOUT
+                         : stop == SJ_STOP_SHUTDOWN ? SJ_OUT_SHUTDOWN
+                                                    : SJ_OUT_STOPPED;
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "%s; the handler did not give up control within stop_grace "
+                 "(%.3g s), stuck near %s: its worker was retired",
+                 stop == SJ_STOP_TIMEOUT ? "executor timeout exceeded"
+                                         : "stopped",
+                 (double)grace / 1000.0, where);
+        *rep = sj_task_report_json(t, out, NULL, msg, NULL);
+        *fan = fan_take(pool, t);
+        *batch = t->task_batch_id;
+    }
+    n = atomic_fetch_add(&pool->retired, 1) + 1;
+    SJ_ERROR("worker-%d retired: task %lld (executor %s) did not give up "
+             "control within stop_grace %.3g s after its %s, stuck near %s "
+             "(in a C call); %zu worker(s) retired so far",
+             w->index, (long long)t->task_id,
+             t->executor_info ? t->executor_info : "?", (double)grace / 1000.0,
+             stop == SJ_STOP_TIMEOUT    ? "timeout"
+             : stop == SJ_STOP_SHUTDOWN ? "shutdown stop"
+                                        : "stop",
+             where, n);
+    if (n == (size_t)pool->n_workers + 1)
+        SJ_ERROR("degraded: %zu workers retired, more than workers = %d; "
+                 "their threads stay stuck and hold their memory (restart "
+                 "the host when you can)",
+                 n, pool->n_workers);
+    atomic_fetch_add(&pool->refs, 1); /* the retired thread's */
+    pthread_detach(w->thread);
+    w->incarnation++;
+    w->current = NULL;
+    w->vm = NULL;  /* the retired thread's now */
+    w->gen = NULL; /* likewise */
+    w->stop_seen = 0;
+    w->finishing = 0;
+    w->ready = 0;
+    w->exited = 0;
+    if (pool->shutting_down ||
+        pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
+        if (!pool->shutting_down)
+            SJ_ERROR("worker-%d: cannot start a fresh worker in the retired "
+                     "one's place",
+                     w->index);
+        w->exited = 1;
+        w->no_thread = 1;
+    }
+}
+
+/* Watchdog (lock held): retire workers past stop_grace after their stop.
+ * Reports go out after the lock is released (*out: up to n_workers). */
+typedef struct retired_report {
+    char *report;
+    struct fan *fan;
+    int64_t batch;
+} retired_report;
+
+static size_t retire_stuck(sj_pool *pool, long long now, retired_report *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < pool->n_workers; i++) {
+        worker *w = &pool->workers[i];
+        sj_task *t = w->current;
+        if (t == NULL || w->finishing || atomic_load(&t->stop) == SJ_STOP_NONE)
+            continue;
+        if (w->stop_seen == 0) {
+            w->stop_seen = now;
+            continue;
+        }
+        if (now - w->stop_seen < pool->opts.stop_grace_ms)
+            continue;
+        retire(pool, w, 1, &out[n].report, &out[n].fan, &out[n].batch);
+        n++;
+    }
+    return n;
 }
 
 /* Turns passed deadlines into stop flags, so that blocking waits (map
@@ -477,6 +679,12 @@ static void *watchdog_thread(void *arg)
     struct timespec ts = {0, WATCHDOG_MS * 1000000};
     long long last_busy = sj_mono_ms();
     int trimmed = 1; /* nothing to give back before the first task */
+    retired_report *retired = calloc((size_t)pool->n_workers, sizeof *retired);
+
+    if (retired == NULL) {
+        SJ_ERROR("watchdog: out of memory");
+        return NULL;
+    }
 
     sj_log_thread_name("watchdog");
     pthread_mutex_lock(&pool->lock);
@@ -497,6 +705,15 @@ static void *watchdog_thread(void *arg)
                 atomic_compare_exchange_strong(&q->t->stop, &none,
                                                SJ_STOP_TIMEOUT);
         }
+        size_t n_retired = retire_stuck(pool, now, retired);
+        if (n_retired > 0) {
+            pthread_mutex_unlock(&pool->lock);
+            for (size_t i = 0; i < n_retired; i++)
+                deliver_taken(pool, retired[i].batch, retired[i].report,
+                              retired[i].fan);
+            sj_upstream_flush(pool->opts.up);
+            pthread_mutex_lock(&pool->lock);
+        }
         if (busy) {
             last_busy = now;
             trimmed = 0;
@@ -512,6 +729,7 @@ static void *watchdog_thread(void *arg)
         pthread_mutex_lock(&pool->lock);
     }
     pthread_mutex_unlock(&pool->lock);
+    free(retired);
     return NULL;
 }
 
@@ -605,6 +823,12 @@ static void pool_free(sj_pool *pool)
     free(pool);
 }
 
+static void pool_unref(sj_pool *pool)
+{
+    if (atomic_fetch_sub(&pool->refs, 1) == 1)
+        pool_free(pool);
+}
+
 int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
                   size_t errlen)
 {
@@ -614,6 +838,9 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
     if ((pool = calloc(1, sizeof *pool)) == NULL)
         return SJ_ENOMEM;
     pool->opts = *opts;
+    if (pool->opts.stop_grace_ms <= 0)
+        pool->opts.stop_grace_ms = STOP_GRACE_MS;
+    atomic_init(&pool->refs, 1);
     pool->n_workers = opts->workers > 0 ? opts->workers : 1;
     pool->workers = calloc((size_t)pool->n_workers, sizeof *pool->workers);
     if (pool->workers == NULL) {
@@ -664,6 +891,8 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
     if (rc == 0)
         rc = sj_vm_executor_list(pool->workers[0].vm, &pool->gen->names,
                                  &pool->gen->kinds, &pool->gen->n_names);
+    if (rc == 0)
+        rc = gen_set_modules(pool->gen, pool->workers[0].vm);
     if (rc == 0 &&
         pthread_create(&pool->watchdog, NULL, watchdog_thread, pool) != 0)
         rc = SJ_ENOMEM;
@@ -716,13 +945,38 @@ void sj_pool_stop(sj_pool *pool)
     }
     pool->shutting_down = 1;
     pthread_cond_broadcast(&pool->cond);
-    pthread_mutex_unlock(&pool->lock);
     if (running > 0)
         SJ_WARN("shutdown: interrupting %zu running task(s)", running);
+    /* Never wait for a worker stuck in a C call: past stop_grace it is
+     * retired (its task is not reported, as for any shutdown stop). */
+    until = sj_mono_ms() + pool->opts.stop_grace_ms;
+    for (;;) {
+        int stuck = 0;
+        for (int i = 0; i < pool->n_workers; i++) {
+            worker *w = &pool->workers[i];
+            stuck += !w->exited && w->current != NULL && !w->finishing;
+        }
+        if (stuck == 0)
+            break;
+        if (sj_mono_ms() >= until) {
+            for (int i = 0; i < pool->n_workers; i++) {
+                worker *w = &pool->workers[i];
+                if (!w->exited && w->current != NULL && !w->finishing)
+                    retire(pool, w, 0, NULL, NULL, NULL);
+            }
+            break;
+        }
+        pthread_mutex_unlock(&pool->lock);
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&pool->lock);
+    }
+    pthread_mutex_unlock(&pool->lock);
     for (int i = 0; i < pool->n_workers; i++)
-        pthread_join(pool->workers[i].thread, NULL);
+        if (!pool->workers[i].no_thread)
+            pthread_join(pool->workers[i].thread, NULL);
     pthread_join(pool->watchdog, NULL);
-    pool_free(pool);
+    pool_unref(pool);
 }
 
 size_t sj_pool_executors(sj_pool *pool, const char *const **names,
@@ -751,6 +1005,8 @@ int sj_pool_reload(sj_pool *pool, const char *const *files, size_t n_files,
     if ((rc = open_vm(pool, g, &scratch, err, errlen)) != 0)
         goto fail_gen;
     rc = sj_vm_executor_list(scratch, &g->names, &g->kinds, &g->n_names);
+    if (rc == 0)
+        rc = gen_set_modules(g, scratch);
     sj_vm_close(scratch);
     if (rc != 0) {
         snprintf(err, errlen, "out of memory listing the executors");
@@ -775,6 +1031,13 @@ fail:
     return rc;
 }
 
+size_t sj_pool_module_files(sj_pool *pool, const char *const **files)
+{
+    gen *g = pool->gen; /* as sj_pool_executors: the reloading thread */
+    *files = (const char *const *)g->modules;
+    return g->n_modules;
+}
+
 unsigned long long sj_pool_generation(sj_pool *pool)
 {
     unsigned long long n;
@@ -790,6 +1053,22 @@ size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
     for (int i = 0; i < pool->n_workers && (size_t)i < max; i++)
         out[i] = atomic_load(&pool->workers[i].gen_number);
     return (size_t)pool->n_workers;
+}
+
+void sj_pool_options_from_config(sj_pool_options *po, const sj_config *cfg)
+{
+    po->lua_path = cfg->lua_path;
+    po->lua_cpath = cfg->lua_cpath;
+    po->memory_limit = (size_t)cfg->memory_limit_mb * 1024 * 1024;
+    po->lua_allow = cfg->lua_allow;
+    po->load_timeout_ms = (long long)(cfg->load_timeout * 1000.0);
+    po->cleanup_ms = (long long)(cfg->cleanup_budget * 1000.0);
+    po->stop_grace_ms = (long long)(cfg->stop_grace * 1000.0);
+}
+
+size_t sj_pool_retired(sj_pool *pool)
+{
+    return atomic_load(&pool->retired);
 }
 
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running)

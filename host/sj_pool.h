@@ -18,7 +18,9 @@
  * tasks and, when they differ, builds a fresh VM from the new snapshot on
  * its own thread (idle workers are woken for this) and closes the old one.
  * A task that started on the old code finishes on it. Modules the files
- * `require` are read from disk by each build, not snapshotted.
+ * `require` are read from disk by each build, not snapshotted; the files
+ * a generation's load required are listed (sj_pool_module_files) so that
+ * a change to one reloads too.
  *
  * sj_pool_dispatch/_stop_batch: any thread (the endpoint's). Start/stop:
  * the main thread. sj_pool_reload/_executors: one reloading thread at a
@@ -44,9 +46,22 @@ typedef struct sj_pool_options {
     size_t n_files;
     const char *lua_path; /* extra package.path entries or "" */
     const char *lua_cpath;
-    size_t memory_limit; /* bytes per Lua state, 0 = none */
-    sj_upstream *up;     /* borrowed */
+    size_t memory_limit;       /* bytes per Lua state, 0 = none */
+    sj_upstream *up;           /* borrowed */
+    const char *lua_allow;     /* sj_sandbox.h; NULL or "" for none */
+    long long load_timeout_ms; /* per executor file load; 0 = none */
+    long long cleanup_ms;      /* __close budget after an interruption */
+    /* A running task that has not given up control this long after its
+     * stop or timeout is reported at once and its worker retired (below);
+     * 0 = 3000. */
+    long long stop_grace_ms;
 } sj_pool_options;
+
+struct sj_config;
+/* Fill the settings part of `po` (paths, memory cap, lua_allow, load
+ * timeout, cleanup budget, stop_grace) from a loaded config. */
+void sj_pool_options_from_config(sj_pool_options *po,
+                                 const struct sj_config *cfg);
 
 /* Start the workers on generation 1; each loads every executor file into
  * its own state. A file that cannot be read or fails to load fails the
@@ -54,8 +69,27 @@ typedef struct sj_pool_options {
 int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
                   size_t errlen);
 
-/* Interrupt running tasks (not reported), drop queued ones, join. */
+/* Interrupt running tasks (not reported), drop queued ones, join. A
+ * worker whose task has not given up control within stop_grace of its
+ * shutdown stop (stuck in a C call) is retired instead of joined: the
+ * stop never waits for it. */
 void sj_pool_stop(sj_pool *pool);
+
+/*
+ * Worker retirement. A task that has not given up control within
+ * stop_grace after its stop or timeout (it is inside a C call, where no
+ * hook runs) is reported at once (STOP, or FAIL for a timeout) by the
+ * watchdog; its worker thread is detached and never reused (it closes its
+ * state and frees the task if the call ever returns, and reports nothing),
+ * and a fresh worker takes its slot, so `workers` usable workers remain.
+ * Each retirement is logged at ERROR with the executor and where the run
+ * was last seen; more retirements than workers log that the host is
+ * degraded (stuck threads hold their memory). The pool itself is freed
+ * when the last retired thread returns, or never.
+ *
+ * sj_pool_retired: how many workers were retired so far. Any thread.
+ */
+size_t sj_pool_retired(sj_pool *pool);
 
 /* sj_endpoint_ops.dispatch / .stop */
 int sj_pool_dispatch(void *pool, sj_task *t, char *why, size_t whylen);
@@ -66,6 +100,11 @@ void sj_pool_stop_batch(void *pool, int64_t task_batch_id);
  * sj_pool_reload or sj_pool_stop, so call it from the reloading thread. */
 size_t sj_pool_executors(sj_pool *pool, const char *const **names,
                          const char *const **kinds);
+
+/* The Lua module files the current generation's load required (its
+ * executor files' `require`s, from the executor folders or lua_path), for
+ * hot reload to watch; valid like sj_pool_executors' arrays. */
+size_t sj_pool_module_files(sj_pool *pool, const char *const **files);
 
 /*
  * Reload: snapshot `files` (expanded, in load order), load them into a

@@ -58,7 +58,8 @@ static void add_dirname(strv *s, const char *path)
 /* What to watch: each directory entry of the setting, the directory of
  * each file or glob entry (unless that directory part is a glob itself),
  * and the directory of every file found. */
-static void watch_dirs(const char *spec, const sj_files *files, strv *out)
+static void watch_dirs(const char *spec, const sj_files *files, sj_pool *pool,
+                       strv *out)
 {
     char *copy = spec ? strdup(spec) : NULL, *save = NULL, *e;
     struct stat st;
@@ -76,12 +77,17 @@ static void watch_dirs(const char *spec, const sj_files *files, strv *out)
     free(copy);
     for (size_t i = 0; i < files->n; i++)
         add_dirname(out, files->paths[i]);
+    /* and the directory of every module the generation's load required */
+    const char *const *mods;
+    size_t n = sj_pool_module_files(pool, &mods);
+    for (size_t i = 0; i < n; i++)
+        add_dirname(out, mods[i]);
 }
 
 static void retarget(sj_reload *r)
 {
     strv dirs;
-    watch_dirs(r->opts.spec, &r->files, &dirs);
+    watch_dirs(r->opts.spec, &r->files, r->opts.pool, &dirs);
     size_t n = sj_watch_set_dirs(r->watch, (const char *const *)dirs.v, dirs.n);
     SJ_DEBUG("watching %zu of %zu executor director%s", n, dirs.n,
              dirs.n == 1 ? "y" : "ies");
@@ -115,6 +121,7 @@ static void do_reload(void *ud, const char *why)
         strv_add(&old, names[i]);
     rc = sj_files_expand(r->opts.spec, &files, err, sizeof err);
     if (rc == 0) {
+        SJ_DEBUG("reload (%s): loading %zu executor file(s)", why, files.n);
         rc = sj_pool_reload(pool, (const char *const *)files.paths, files.n,
                             &gen, err, sizeof err);
         if (rc == 0) {
@@ -168,7 +175,7 @@ int sj_reload_start(const sj_reload_options *opts, sj_reload **out)
     /* What the pool was started from, for the directories to watch. */
     if (sj_files_expand(opts->spec, &r->files, err, sizeof err) != 0)
         SJ_WARN("reload: %s", err);
-    watch_dirs(opts->spec, &r->files, &dirs);
+    watch_dirs(opts->spec, &r->files, opts->pool, &dirs);
     rc = sj_watch_start((const char *const *)dirs.v, dirs.n,
                         r->opts.debounce_ms, do_reload, r, &r->watch);
     strv_free(&dirs);

@@ -15,10 +15,13 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "sj_config.h"
 #include "sj_error.h"
+#include "sj_limits.h"
 #include "sj_log.h"
 #include "sj_luajson.h"
 #include "sj_lualib.h"
+#include "sj_sandbox.h"
 #include "sj_text.h"
 
 typedef struct vm_exec {
@@ -31,9 +34,12 @@ struct sj_vm {
     sj_lualib_ctx ctx; /* in the state's extra space */
     size_t mem_used;
     size_t mem_cap;
+    long long load_timeout_ms;
     bool needs_rebuild;
     vm_exec *execs; /* sorted by name */
     size_t nexecs;
+    char **modules; /* Lua module files required while the files loaded */
+    size_t nmodules;
     unsigned long serial;
 };
 
@@ -41,7 +47,7 @@ struct sj_vm {
 
 /* lua_Alloc that counts bytes and refuses growth past the cap (the state
  * then raises LUA_ERRMEM and stays usable), and refuses growth once an
- * armed run is tripped (sj_lualib_alloc_refuse). Shrinking never fails. */
+ * armed run is tripped (sj_limits_alloc_refuse). Shrinking never fails. */
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     sj_vm *vm = ud;
@@ -59,7 +65,7 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             vm->ctx.mem_refused = true;
             return NULL;
         }
-        if (vm->ctx.armed && sj_lualib_alloc_refuse(&vm->ctx, nsize))
+        if (vm->ctx.armed && sj_limits_alloc_refuse(&vm->ctx, nsize))
             return NULL;
     }
     void *p = realloc(ptr, nsize);
@@ -75,7 +81,7 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
  * nothing for it); adds a traceback to anything else. */
 static int msghandler(lua_State *L)
 {
-    if (sj_lualib_is_interrupt(L, 1))
+    if (sj_limits_is_interrupt(L, 1))
         return 1;
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
@@ -193,11 +199,13 @@ static int setup_c(lua_State *L)
 {
     struct setup_args *sa = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    sj_limits_open(L);
     sj_lualib_preload(L);
     lua_getglobal(L, LUA_LOADLIBNAME);
     int pkg = lua_gettop(L);
     set_search_path(L, pkg, "path", sa->opts->lua_path, sa->opts, true);
     set_search_path(L, pkg, "cpath", sa->opts->lua_cpath, sa->opts, false);
+    sj_sandbox_apply(L, sa->opts->lua_allow);
     return 0;
 }
 
@@ -272,6 +280,20 @@ static int list_c(lua_State *L)
         lua_pop(L, 2);
     }
     qsort(vm->execs, vm->nexecs, sizeof *vm->execs, cmp_exec);
+    lua_pop(L, 1);
+    sj_sandbox_push_module_files(L);
+    size_t m = (size_t)lua_rawlen(L, -1);
+    vm->modules = calloc(m ? m : 1, sizeof *vm->modules);
+    if (vm->modules == NULL)
+        return luaL_error(L, "out of memory");
+    for (size_t i = 0; i < m; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        vm->modules[i] = strdup(lua_tostring(L, -1));
+        if (vm->modules[i] == NULL)
+            return luaL_error(L, "out of memory");
+        vm->nmodules++;
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -300,6 +322,8 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
     vm->ctx.map_report = opts->map_report;
     vm->ctx.ud = opts->ud;
     vm->ctx.mem_cap = opts->memory_limit;
+    vm->ctx.cleanup_ms = opts->cleanup_ms;
+    vm->load_timeout_ms = opts->load_timeout_ms;
 
     vm->L = lua_newstate(vm_alloc, vm);
     if (vm->L == NULL) {
@@ -344,11 +368,27 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
             goto fail_lua;
         }
         vm->ctx.load_file = path;
+        sj_limits_arm_load(L, &vm->ctx, vm->load_timeout_ms,
+                           opts->watch_signals);
         status = gate(L, load_c, &la);
+        sj_trip tripped = vm->ctx.tripped;
+        sj_limits_disarm(L, &vm->ctx);
         if (status != LUA_OK) {
             char msg[1024];
             error_text(L, status, msg, sizeof msg);
-            if (status == LUA_ERRMEM && vm->ctx.mem_refused)
+            if (tripped == SJ_TRIP_TIMEOUT)
+                snprintf(err, errlen,
+                         "loading %s: did not finish within load_timeout "
+                         "(%.3g s): stopped at %s",
+                         path, (double)vm->load_timeout_ms / 1000.0,
+                         vm->ctx.trip_where[0] ? vm->ctx.trip_where : path);
+            else if (tripped == SJ_TRIP_SHUTDOWN)
+                snprintf(err, errlen,
+                         "loading %s: interrupted (the host is shutting "
+                         "down) at %s",
+                         path,
+                         vm->ctx.trip_where[0] ? vm->ctx.trip_where : path);
+            else if (status == LUA_ERRMEM && vm->ctx.mem_refused)
                 snprintf(err, errlen,
                          "loading %s: out of memory (the Lua state's cap is "
                          "%zu bytes)",
@@ -357,7 +397,9 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
                 snprintf(err, errlen, "loading %s: %s", path, msg);
             if (lua_type(L, -1) == LUA_TSTRING)
                 SJ_DEBUG("loading %s: %s", path, lua_tostring(L, -1));
-            rc = status == LUA_ERRMEM ? SJ_ENOMEM : SJ_ELUA;
+            rc = tripped == SJ_TRIP_SHUTDOWN ? SJ_ECANCELED
+                 : status == LUA_ERRMEM      ? SJ_ENOMEM
+                                             : SJ_ELUA;
             goto fail_lua;
         }
     }
@@ -385,16 +427,39 @@ fail_state:
     return rc;
 }
 
+void sj_vm_options_from_config(sj_vm_options *o, const sj_config *cfg)
+{
+    o->lua_path = cfg->lua_path;
+    o->lua_cpath = cfg->lua_cpath;
+    o->memory_limit = (size_t)cfg->memory_limit_mb * 1024 * 1024;
+    o->load_timeout_ms = (long long)(cfg->load_timeout * 1000.0);
+    o->cleanup_ms = (long long)(cfg->cleanup_budget * 1000.0);
+    o->lua_allow = cfg->lua_allow;
+}
+
 void sj_vm_close(sj_vm *vm)
 {
     if (vm == NULL)
         return;
-    if (vm->L != NULL)
+    if (vm->L != NULL) {
+        /* __gc and pending __close handlers run now: bounded too */
+        sj_limits_arm_close(vm->L, &vm->ctx);
         lua_close(vm->L);
+        sj_limits_detach(&vm->ctx);
+    }
     for (size_t i = 0; i < vm->nexecs; i++)
         free(vm->execs[i].name);
     free(vm->execs);
+    for (size_t i = 0; i < vm->nmodules; i++)
+        free(vm->modules[i]);
+    free(vm->modules);
     free(vm);
+}
+
+size_t sj_vm_module_files(const sj_vm *vm, const char *const **files)
+{
+    *files = vm ? (const char *const *)vm->modules : NULL;
+    return vm ? vm->nmodules : 0;
 }
 
 size_t sj_vm_executor_count(const sj_vm *vm)
@@ -724,9 +789,9 @@ static int run_c(lua_State *L)
     lua_replace(L, 1); /* the handler */
     lua_settop(L, 1);
     sj_lualib_push_args(L, ctx);
-    sj_lualib_arm(L, ctx);
+    sj_limits_arm_run(L, ctx, 1);
     lua_call(L, 1, 1);
-    sj_lualib_disarm(L, ctx);
+    sj_limits_disarm(L, ctx);
     collect_result(L, 1, ra->out);
     if (ra->out->outcome == SJ_OUT_OK || ra->out->outcome == SJ_OUT_FAILED)
         ra->out->wf_changes = sj_lualib_wf_changes(L, false);
@@ -737,42 +802,18 @@ static int run_c(lua_State *L)
 static void interrupted(sj_vm *vm, const sj_task *t, sj_run *out, sj_trip why)
 {
     char line[256];
-    sj_log_level level = SJ_LOG_WARN;
     sj_run_free(out);
-    switch (why) {
-    case SJ_TRIP_SERVER:
-        out->outcome = SJ_OUT_STOPPED;
-        out->stop_reason = SJ_STOP_SERVER;
-        snprintf(line, sizeof line, "interrupted: stopped by the server");
-        break;
-    case SJ_TRIP_SHUTDOWN:
-        out->outcome = SJ_OUT_STOPPED;
-        out->stop_reason = SJ_STOP_SHUTDOWN;
-        snprintf(line, sizeof line, "interrupted: the host is shutting down");
-        break;
-    case SJ_TRIP_TIMEOUT:
-        out->outcome = SJ_OUT_TIMEOUT;
-        level = SJ_LOG_ERROR;
-        snprintf(line, sizeof line,
-                 "interrupted: executor timeout of %d s exceeded",
-                 t->executor_timeout);
-        break;
-    case SJ_TRIP_NOMEM:
-    default:
-        out->outcome = SJ_OUT_NOMEM;
-        level = SJ_LOG_ERROR;
-        if (vm->mem_cap)
-            snprintf(line, sizeof line,
-                     "interrupted: out of memory: the Lua state reached its "
-                     "memory cap of %zu bytes (%.1f MiB)",
-                     vm->mem_cap, (double)vm->mem_cap / (1024.0 * 1024.0));
-        else
-            snprintf(line, sizeof line, "interrupted: out of memory");
-        break;
-    }
+    sj_log_level level =
+        sj_limits_outcome(why, t->executor_timeout, vm->mem_cap, &out->outcome,
+                          &out->stop_reason, line, sizeof line);
     out->message = strdup(line);
     sj_lualib_task_line(&vm->ctx, level, line, strlen(line),
                         vm->ctx.trip_where);
+}
+
+void sj_vm_seen(sj_vm *vm, char *buf, size_t n)
+{
+    sj_limits_seen(&vm->ctx, buf, n);
 }
 
 int sj_vm_run(sj_vm *vm, sj_task *t, sj_run *out)
@@ -792,7 +833,7 @@ int sj_vm_run(sj_vm *vm, sj_task *t, sj_run *out)
 
     struct run_args ra = {vm, t, out};
     int status = gate(L, run_c, &ra);
-    sj_lualib_disarm(L, ctx);
+    sj_limits_disarm(L, ctx);
 
     if (ctx->tripped != SJ_TRIP_NONE) {
         /* cut off by the hook, sj.sleep, the allocator or a stop during
@@ -800,7 +841,7 @@ int sj_vm_run(sj_vm *vm, sj_task *t, sj_run *out)
         vm->needs_rebuild = true;
         interrupted(vm, t, out, ctx->tripped);
     } else if (status == LUA_OK) {
-        sj_trip why = sj_lualib_poll(ctx);
+        sj_trip why = sj_limits_poll(ctx);
         if (why == SJ_TRIP_NOMEM)
             vm->needs_rebuild = true;
         if (why != SJ_TRIP_NONE) {
@@ -827,7 +868,7 @@ int sj_vm_run(sj_vm *vm, sj_task *t, sj_run *out)
             out->message = dupn(full, message_len(full));
             sj_lualib_task_line(ctx, SJ_LOG_ERROR, full, len, "");
         } else {
-            const char *m = sj_lualib_is_interrupt(L, -1)
+            const char *m = sj_limits_is_interrupt(L, -1)
                                 ? "error: an interruption was re-raised "
                                   "after its run"
                                 : "error: (error object is not a string)";

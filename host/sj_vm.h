@@ -12,9 +12,13 @@
  *
  * The one thing another thread may do during sj_vm_run is set the task's
  * `stop` flag (an atomic, sj_task.h). The run also ends at
- * `t->deadline_ms`. Both are enforced inside the VM (a count hook that
- * cannot be swallowed by pcall, plus checks in the allocator and in
- * sj.sleep): a handler reacts within milliseconds even if it never checks.
+ * `t->deadline_ms`. Both are enforced inside the VM by sj_limits (a count
+ * hook whose interruption pcall cannot swallow, plus checks in the
+ * allocator and in sj.sleep): a handler reacts within milliseconds even if
+ * it never checks, except inside a C call (the pool retires such a worker,
+ * sj_pool.h). Pending __close handlers then run within the cleanup budget.
+ * Loading is bounded the same way (load_timeout, memory cap, signals), and
+ * the state is sandboxed (sj_sandbox.h).
  *
  * Ownership: the VM owns its lua_State and copies of everything in the
  * options except `ud`. An sj_run's members are owned by the caller and
@@ -80,11 +84,28 @@ typedef struct sj_vm_options {
     /* Bytes the state may hold; growth past it is refused (LUA_ERRMEM).
      * 0 = no cap. */
     size_t memory_limit;
+    /* Each file's load may take this long (0 = no limit): past it, the
+     * load fails with file:line (SJ_ELUA). With watch_signals, a pending
+     * SIGTERM/SIGINT of the calling thread (blocked there) ends a load
+     * too, as does sj_limits_abort_loads (SJ_ECANCELED). */
+    long long load_timeout_ms;
+    bool watch_signals;
+    /* Budget for __close handlers (and lua_close's finalizers) once a run
+     * was interrupted, in ms. */
+    long long cleanup_ms;
+    /* What the sandbox gives back (sj_sandbox.h): a ","-list of
+     * "os.execute", "io.popen", "debug"; NULL or "" for none. */
+    const char *lua_allow;
     /* Host callbacks (above); either may be NULL. */
     sj_task_log_cb task_log;
     sj_map_report_cb map_report;
     void *ud;
 } sj_vm_options;
+
+struct sj_config;
+/* Fill the settings part of `o` (paths, memory cap, load timeout, cleanup
+ * budget, lua_allow) from a loaded config; the rest is left alone. */
+void sj_vm_options_from_config(sj_vm_options *o, const struct sj_config *cfg);
 
 /* What a run produced; zeroed by sj_vm_run, released by sj_run_free. */
 typedef struct sj_run {
@@ -101,8 +122,9 @@ typedef struct sj_run {
  * file of `opts` loaded and run (in protected mode, with a traceback).
  * Returns 0 and *out, or a negative SJ_E... code with a sentence in `err`
  * naming the file and line (SJ_ELUA: a file failed to load or run, or
- * declared an executor name already declared; SJ_ENOMEM; SJ_EINVAL). On
- * error nothing is left open.
+ * declared an executor name already declared, or did not finish within
+ * load_timeout; SJ_ECANCELED: a signal or sj_limits_abort_loads ended a
+ * load; SJ_ENOMEM; SJ_EINVAL). On error nothing is left open.
  */
 int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err,
                size_t errlen);
@@ -115,6 +137,11 @@ void sj_vm_close(sj_vm *vm);
 size_t sj_vm_executor_count(const sj_vm *vm);
 const char *sj_vm_executor_name(const sj_vm *vm, size_t i);
 const char *sj_vm_executor_kind(const sj_vm *vm, size_t i);
+
+/* The Lua module files `require` found while the executor files loaded
+ * (from the executor folders, lua_path or Lua's defaults), in order;
+ * valid as long as the VM. Hot reload watches them. */
+size_t sj_vm_module_files(const sj_vm *vm, const char *const **files);
 
 /* The same list as malloc'd copies that outlive the VM (for a list kept
  * across rebuilds): *names and *kinds get *n strings each. Returns 0 or
@@ -140,6 +167,11 @@ int sj_vm_run(sj_vm *vm, sj_task *t, sj_run *out);
  * the owner should close this VM and open a fresh one before the next
  * task. */
 bool sj_vm_needs_rebuild(const sj_vm *vm);
+
+/* "file.lua:42" where the current run was last seen (its handler's
+ * definition, then wherever the hook last fired), for a watchdog that
+ * gives up on a worker stuck in a C call. Any thread, while the run lasts. */
+void sj_vm_seen(sj_vm *vm, char *buf, size_t n);
 
 /* Bytes the state holds now. */
 size_t sj_vm_mem_used(const sj_vm *vm);

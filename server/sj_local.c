@@ -768,11 +768,8 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
                           .queue_size = o->cfg->queue_size,
                           .files = o->files,
                           .n_files = o->n_files,
-                          .lua_path = o->cfg->lua_path,
-                          .lua_cpath = o->cfg->lua_cpath,
-                          .memory_limit =
-                              (size_t)o->cfg->memory_limit_mb * 1024 * 1024,
                           .up = up};
+    sj_pool_options_from_config(&po, o->cfg);
     if ((rc = sj_pool_start(&po, &pool, err, errlen)) != 0)
         goto fail_upstream;
 

@@ -247,6 +247,28 @@ static inline int h_log_has(h_host *h, const char *needle)
     return has;
 }
 
+/* Occurrences of `needle` in the host's log. */
+static inline int h_log_count(h_host *h, const char *needle)
+{
+    char *log = h_read_file(h->log);
+    int n = 0;
+
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Print the last `max` bytes of the host's log to stderr, titled. */
+static inline void h_log_tail(h_host *h, const char *title, size_t max)
+{
+    char *log = h_read_file(h->log);
+    size_t len = strlen(log);
+    fprintf(stderr, "---- %s log (tail) ----\n%s\n", title,
+            len > max ? log + len - max : log);
+    free(log);
+}
+
 /* Remove the host's directory. */
 static inline void h_host_cleanup(h_host *h)
 {

@@ -135,18 +135,6 @@ static int request_from(sj_srv *s, const char *uri, int port, long long since,
     return SJ_ENOENT;
 }
 
-/* Occurrences of `needle` in the host's log. */
-static int log_count(h_host *h, const char *needle)
-{
-    char *log = h_read_file(h->log);
-    int n = 0;
-
-    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
-        n++;
-    free(log);
-    return n;
-}
-
 /* Lines of the host's log holding `needle` but not `except`. */
 static int log_lines_without(h_host *h, const char *needle, const char *except)
 {
@@ -805,7 +793,7 @@ static int down_lines(h_host *h)
 static void test_server_restart(void)
 {
     sj_srv *s = sj_emu_srv(emu);
-    int down0 = down_lines(&H), up0 = log_count(&H, UP_LINE);
+    int down0 = down_lines(&H), up0 = h_log_count(&H, UP_LINE);
     char addr[64], *result = NULL;
     long long t_start, delay;
     seen b[1];
@@ -833,9 +821,9 @@ static void test_server_restart(void)
     h_sleep_ms(700); /* a few more good beats: still one line each */
     CHECKF(down_lines(&H) == down0 + 1, "'%s' logged %d times for one outage",
            DOWN_LINE, down_lines(&H) - down0);
-    CHECKF(log_count(&H, UP_LINE) == up0 + 1,
+    CHECKF(h_log_count(&H, UP_LINE) == up0 + 1,
            "'%s' logged %d times for one return", UP_LINE,
-           log_count(&H, UP_LINE) - up0);
+           h_log_count(&H, UP_LINE) - up0);
     /* The emulator reaches the host again. */
     CHECK(run_alpha(s, H_id, 22, "after-restart", &result) == SJ_SRV_SUCCESS);
     CHECK(result != NULL && strcmp(result, "alpha:after-restart") == 0);
@@ -955,9 +943,9 @@ static void test_server_refusing(void)
                    "retry gap %lld ms (cap 500)", b[i].t - b[i - 1].t);
     }
     CHECK(sj_srv_request_count(sj_emu_srv(e), "/register/job/executors") == 0);
-    CHECKF(log_count(&h3, "refused this host") == 1,
+    CHECKF(h_log_count(&h3, "refused this host") == 1,
            "'refused this host' logged %d times",
-           log_count(&h3, "refused this host"));
+           h_log_count(&h3, "refused this host"));
     CHECK(h_log_has(&h3, "Token authentication failed"));
     CHECK(h_host_stop(&h3, SIGTERM) == 0);
     sj_emu_destroy(e);

@@ -1059,18 +1059,8 @@ done:
     CHECK(h_host_stop(&host_a, SIGTERM) == 0);
     CHECK(h_host_stop(&host_b, SIGTERM) == 0);
     if (h_failures != 0) {
-        char *log = h_read_file(host_b.log);
-        size_t len = strlen(log);
-        fprintf(stderr, "---- host B log (tail) ----\n%s\n",
-                len > 3000 ? log + len - 3000 : log);
-        free(log);
-    }
-    if (h_failures != 0) {
-        char *log = h_read_file(host_a.log);
-        size_t len = strlen(log);
-        fprintf(stderr, "---- host A log (tail) ----\n%s\n",
-                len > 6000 ? log + len - 6000 : log);
-        free(log);
+        h_log_tail(&host_b, "host B", 3000);
+        h_log_tail(&host_a, "host A", 6000);
     }
     h_host_cleanup(&host_a);
     h_host_cleanup(&host_b);
