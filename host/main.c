@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "sj_builtins.h"
 #include "sj_check.h"
 #include "sj_config.h"
 #include "sj_endpoint.h"
@@ -225,6 +226,8 @@ static int serve(const sj_config *cfg, const sj_files *files)
         link->close(link);
         goto fail_server;
     }
+    sj_builtins_log_start(sj_builtins_mask(cfg->builtins), cfg->http_allow,
+                          cfg->group_name);
     sj_pool_options po = {.workers = cfg->workers,
                           .queue_size = cfg->queue_size,
                           .files = (const char *const *)files->paths,
@@ -512,6 +515,10 @@ int main(int argc, char **argv)
      * per-thread tcache serves most small allocations without the arena
      * lock, and jobs/s did not drop (BENCHMARKS.md). */
     mallopt(M_ARENA_MAX, 1);
+    /* Every mode runs handlers (`run`, `check` loads them): a peer or a
+     * child that goes away is an EPIPE to the writer, never the end of
+     * the process (sj.http over TLS, sj.exec's stdin). */
+    signal(SIGPIPE, SIG_IGN);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sj_builtins.h"
 #include "sj_error.h"
 #include "sj_link.h"
 #include "sj_log.h"
@@ -25,6 +26,10 @@ int sj_check_executors(const sj_config *cfg, const char *const *files,
     sj_vm_options_from_config(&vo, cfg);
     if ((rc = sj_vm_open(&vo, &vm, err, errlen)) != 0)
         return rc;
+    char on[256];
+    fprintf(
+        out, "builtins: %s (setting builtins)\n",
+        sj_builtins_describe(sj_builtins_mask(cfg->builtins), on, sizeof on));
     if (cfg->lua_allow != NULL && cfg->lua_allow[0] != '\0')
         fprintf(out, "sandbox: lua_allow gives back %s\n", cfg->lua_allow);
     else

@@ -121,16 +121,18 @@ bool sj_limits_is_interrupt(lua_State *L, int idx)
            lua_touserdata(L, idx) == &k_interrupt;
 }
 
-void sj_limits_check(lua_State *L, sj_lualib_ctx *ctx)
+sj_trip sj_limits_due(const sj_lualib_ctx *ctx)
 {
     if (!ctx->armed)
-        return;
-    if (ctx->tripped != SJ_TRIP_NONE) {
-        if (budget_spent(ctx))
-            sj_limits_interrupt(L, ctx->tripped);
-        return;
-    }
-    sj_trip why = sj_limits_poll(ctx);
+        return SJ_TRIP_NONE;
+    if (ctx->tripped != SJ_TRIP_NONE)
+        return budget_spent(ctx) ? ctx->tripped : SJ_TRIP_NONE;
+    return sj_limits_poll(ctx);
+}
+
+void sj_limits_check(lua_State *L, sj_lualib_ctx *ctx)
+{
+    sj_trip why = sj_limits_due(ctx);
     if (why != SJ_TRIP_NONE)
         sj_limits_interrupt(L, why);
 }

@@ -81,6 +81,13 @@ int sj_limits_interrupt(lua_State *L, sj_trip why);
  * past its cleanup budget); return otherwise. For C functions that wait. */
 void sj_limits_check(lua_State *L, sj_lualib_ctx *ctx);
 
+/* What sj_limits_check would raise, without raising: the reason a
+ * waiting C function must end now (a new trip of the armed run or load,
+ * or, after a trip, the spent cleanup budget), or SJ_TRIP_NONE. For
+ * waits that release what they hold before `return sj_limits_interrupt(L,
+ * why)` (sj_http, sj_exec). */
+sj_trip sj_limits_due(const sj_lualib_ctx *ctx);
+
 /* Is the value at `idx` the interruption marker? */
 bool sj_limits_is_interrupt(lua_State *L, int idx);
 

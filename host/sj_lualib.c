@@ -15,6 +15,8 @@
 #include <lualib.h>
 
 #include "sj_error.h"
+#include "sj_exec.h"
+#include "sj_http.h"
 #include "sj_limits.h"
 #include "sj_luajson.h"
 
@@ -726,6 +728,10 @@ int sj_lualib_open_core(lua_State *L)
     lua_pushcfunction(L, sj_luajson_open);
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "json");
+    sj_http_open(L);
+    lua_setfield(L, -2, "http");
+    sj_exec_open(L);
+    lua_setfield(L, -2, "exec");
     return 1;
 }
 

@@ -489,6 +489,8 @@ static int open_vm(sj_pool *pool, const gen *g, sj_vm **vm, char *err,
     vo.source_lens = g->lens;
     vo.lua_path = pool->opts.lua_path;
     vo.lua_cpath = pool->opts.lua_cpath;
+    vo.builtins = pool->opts.builtins;
+    vo.http_allow = pool->opts.http_allow;
     vo.memory_limit = pool->opts.memory_limit;
     vo.lua_allow = pool->opts.lua_allow;
     vo.load_timeout_ms = pool->opts.load_timeout_ms;
@@ -1117,6 +1119,8 @@ void sj_pool_options_from_config(sj_pool_options *po, const sj_config *cfg)
     po->load_timeout_ms = (long long)(cfg->load_timeout * 1000.0);
     po->cleanup_ms = (long long)(cfg->cleanup_budget * 1000.0);
     po->stop_grace_ms = (long long)(cfg->stop_grace * 1000.0);
+    po->builtins = cfg->builtins;
+    po->http_allow = cfg->http_allow;
 }
 
 size_t sj_pool_retired(sj_pool *pool)

@@ -57,11 +57,14 @@ typedef struct sj_pool_options {
      * stop or timeout is reported at once and its worker retired (below);
      * 0 = 3000. */
     long long stop_grace_ms;
+    const char *builtins;   /* the `builtins` setting's text, or NULL */
+    const char *http_allow; /* the `http_allow` setting's text, or NULL */
 } sj_pool_options;
 
 struct sj_config;
 /* Fill the settings part of `po` (paths, memory cap, lua_allow, load
- * timeout, cleanup budget, stop_grace) from a loaded config. */
+ * timeout, cleanup budget, stop_grace, builtins, http_allow) from a
+ * loaded config. */
 void sj_pool_options_from_config(sj_pool_options *po,
                                  const struct sj_config *cfg);
 

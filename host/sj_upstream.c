@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sj_builtins.h"
 #include "sj_error.h"
 #include "sj_logrec.h"
 #include "sj_spool.h"
@@ -956,22 +957,28 @@ int sj_upstream_set_executors(sj_upstream *up, const char *const *names,
                               size_t n)
 {
     char **copy = calloc(n ? n : 1, sizeof *copy);
+    size_t m = 0;
 
     if (copy == NULL)
         return SJ_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if ((copy[i] = strdup(names[i])) == NULL) {
-            while (i-- > 0)
-                free(copy[i]);
+    for (size_t i = 0; i < n; i++) {
+        /* the console lists the built-ins itself (as the Java client,
+         * which does not register them) */
+        if (sj_builtins_is_executor(names[i]))
+            continue;
+        if ((copy[m++] = strdup(names[i])) == NULL) {
+            while (m-- > 0)
+                free(copy[m]);
             free(copy);
             return SJ_ENOMEM;
         }
+    }
     pthread_mutex_lock(&up->lock);
     for (size_t i = 0; i < up->n_names; i++)
         free(up->names[i]);
     free(up->names);
     up->names = copy;
-    up->n_names = n;
+    up->n_names = m;
     up->need_register = 1;
     up->beats_held = 0;
     pthread_cond_signal(&up->cond);

@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "sj_builtins.h"
 #include "sj_config.h"
 #include "sj_error.h"
 #include "sj_limits.h"
@@ -41,6 +42,7 @@ struct sj_vm {
     char **modules; /* Lua module files required while the files loaded */
     size_t nmodules;
     unsigned long serial;
+    unsigned builtins; /* SJ_BUILTIN_* enabled (for messages) */
 };
 
 /* ---- allocator ---------------------------------------------------------- */
@@ -239,6 +241,13 @@ static int load_c(lua_State *L)
     return 0;
 }
 
+static int builtins_c(lua_State *L)
+{
+    const sj_vm_options *o = lua_touserdata(L, 1);
+    sj_builtins_load(L, sj_builtins_mask(o->builtins), o->http_allow);
+    return 0;
+}
+
 static int cmp_exec(const void *a, const void *b)
 {
     return strcmp(((const vm_exec *)a)->name, ((const vm_exec *)b)->name);
@@ -353,6 +362,18 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
     }
 
     vm->ctx.loading = true;
+    vm->builtins = sj_builtins_mask(opts->builtins);
+    if (vm->builtins != 0) {
+        vm->ctx.load_file = "builtin executors";
+        status = gate(L, builtins_c, (void *)opts);
+        if (status != LUA_OK) {
+            char msg[1024];
+            error_text(L, status, msg, sizeof msg);
+            snprintf(err, errlen, "loading the built-in executors: %s", msg);
+            rc = status == LUA_ERRMEM ? SJ_ENOMEM : SJ_ELUA;
+            goto fail_lua;
+        }
+    }
     for (size_t i = 0; i < opts->n_files; i++) {
         const char *path = opts->files[i];
         if (path == NULL) {
@@ -435,6 +456,8 @@ void sj_vm_options_from_config(sj_vm_options *o, const sj_config *cfg)
     o->load_timeout_ms = (long long)(cfg->load_timeout * 1000.0);
     o->cleanup_ms = (long long)(cfg->cleanup_budget * 1000.0);
     o->lua_allow = cfg->lua_allow;
+    o->builtins = cfg->builtins;
+    o->http_allow = cfg->http_allow;
 }
 
 void sj_vm_close(sj_vm *vm)
@@ -646,7 +669,8 @@ static bool route(lua_State *L, sj_vm *vm, const sj_task *t, sj_run *out)
     const char *name = t->executor_info ? t->executor_info : "";
     sj_lualib_push_executors(L);
     if (lua_getfield(L, -1, name) != LUA_TTABLE) {
-        unknown_message(vm, name, msg, sizeof msg);
+        if (!sj_builtins_hint(name, vm->builtins, msg, sizeof msg))
+            unknown_message(vm, name, msg, sizeof msg);
         return no_executor(out, msg);
     }
     int entry = lua_gettop(L);

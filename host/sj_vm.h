@@ -84,6 +84,10 @@ typedef struct sj_vm_options {
     /* Bytes the state may hold; growth past it is refused (LUA_ERRMEM).
      * 0 = no cap. */
     size_t memory_limit;
+    /* The built-in executors to load before the files (the `builtins`
+     * and `http_allow` settings' text, sj_builtins.h); NULL = none. */
+    const char *builtins;
+    const char *http_allow;
     /* Each file's load may take this long (0 = no limit): past it, the
      * load fails with file:line (SJ_ELUA). With watch_signals, a pending
      * SIGTERM/SIGINT of the calling thread (blocked there) ends a load

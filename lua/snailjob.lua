@@ -15,7 +15,8 @@
 --   core.set_result_mt(mt)           the metatable of sj.success/sj.failure
 --       results, so the host can tell a result marker from a plain value.
 --   core.mr_do_map(list, next_task_name)  reports sub-tasks; raises on error.
---   core.log, core.hostlog, core.sleep, core.json: exported as they are.
+--   core.log, core.hostlog, core.sleep, core.json, core.http (sj_http.h),
+--   core.exec (sj_exec.h): exported as they are.
 
 local core = require "snailjob.core"
 
@@ -188,5 +189,7 @@ M.log = core.log
 M.hostlog = core.hostlog
 M.sleep = core.sleep
 M.json = core.json
+M.http = core.http
+M.exec = core.exec
 
 return M

@@ -36,6 +36,11 @@ demo "Map"                     ok   -- testMyMapExecutor
 demo "MapReduce (sum is 42)"   ok   -- testMapReduceJobExecutor --shards 2
 demo "a failing executor"      fail -- testJobExecutorFailed
 demo "stop: timeout after 3 s" fail -- testJobExecutor --timeout 3
+demo "a command (df -h /)"     ok   -- commandJob --params 'df -h /'
+# The HTTP example needs a URL this machine can reach; the demo does not
+# assume network access.
+printf '\n=== an HTTP job: skipped (it needs a reachable URL; try: %s run httpCheckJob --params https://example.com/)\n' "$bin"
+summary+=("skip  an HTTP job: needs a reachable URL (examples/http.lua)")
 
 printf '\n=== summary\n'
 printf '%s\n' "${summary[@]}"

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sj_builtins.h"
 #include "sj_emu.h"
 #include "sj_endpoint.h"
 #include "sj_error.h"
@@ -782,7 +783,9 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
                     : strcmp(kind, "map_reduce") == 0 ? "map_reduce"
                                                       : "job";
     if (kind == NULL) {
-        unknown_executor(o->executor, names, n, err, errlen);
+        if (!sj_builtins_hint(o->executor, sj_builtins_mask(o->cfg->builtins),
+                              err, errlen))
+            unknown_executor(o->executor, names, n, err, errlen);
         rc = SJ_ENOENT;
         goto fail_pool;
     }

@@ -39,6 +39,38 @@ describe("the examples, run locally", function()
     assert.is_string(bin, "SJ_BINARY is not set")
   end)
 
+  it("commandJob runs a program and streams its output", function()
+    local r, code, out = run("commandJob", "--params", "echo hello world")
+    assert.are.equal(0, code)
+    assert.are.equal("SUCCESS", r.status)
+    assert.are.same({ code = 0, lines = 1 }, cjson.decode(r.result))
+    assert.truthy(out:find("hello world", 1, true))
+  end)
+
+  it("commandJob fails with the exit code", function()
+    local r, code = run("commandJob", "--params", "false")
+    assert.are.equal(1, code)
+    assert.are.equal("FAIL", r.status)
+  end)
+
+  it("a built-in that is not enabled names the setting", function()
+    local p = assert(io.popen(string.format(
+      "cd %s && SNAIL_EXECUTORS=examples %s run snailJobShellJobExecutor 2>&1",
+      shell_quote(src), shell_quote(bin))))
+    local out = p:read("a")
+    local _, _, code = p:close()
+    assert.are.equal(1, code)
+    assert.truthy(out:find("SNAIL_BUILTINS=shell", 1, true), out)
+  end)
+
+  it("httpCheckJob fails naming the URL it cannot reach", function()
+    local r, code, out = run("httpCheckJob", "--params",
+      "http://127.0.0.1:1/nothing-listens")
+    assert.are.equal(1, code)
+    assert.are.equal("FAIL", r.status)
+    assert.truthy(out:find("127.0.0.1:1/nothing-listens", 1, true))
+  end)
+
   it("testJobExecutor runs its steps and succeeds", function()
     local r, code = run("testJobExecutor", "--params", "1")
     assert.are.equal(0, code)

@@ -26,6 +26,8 @@ return {
   lua_path = "",                                       -- package.path for executors ("" = Lua's default)
   lua_cpath = "",                                      -- package.cpath for executors ("" = Lua's default)
   rpc_timeout = 10,                                    -- seconds per call to the server
+  builtins = "",                                       -- built-in executors: "http,shell,cmd,powershell" or "all"
+  http_allow = "",                                     -- hosts the built-in HTTP job may reach: "*.example.com,api.x"
   lua_allow = "",                                      -- sandbox give-backs: "os.execute,io.popen,debug"
   stop_grace = 3,                                      -- s a stopped task may stay in a C call before its worker is retired
   load_timeout = 5,                                    -- s an executor file may take to load
