@@ -134,8 +134,7 @@ static void test_burst_uses_every_worker(void)
         CHECK(sj_srv_trigger(srv, &j, &ids[i]) == 0);
     }
     for (int i = 0; i < WORKERS; i++)
-        ok += sj_srv_wait_batch(srv, ids[i], (int)H_MS(8000)) ==
-              SJ_SRV_SUCCESS;
+        ok += sj_srv_wait_batch(srv, ids[i], (int)H_MS(8000)) == SJ_SRV_SUCCESS;
     took = h_now() - t0;
     CHECKF(ok == WORKERS, "%d of %d jobs succeeded", ok, WORKERS);
     /* one after another they would take 8 x 0.3 s = 2.4 s */
@@ -184,13 +183,8 @@ int main(void)
 
 done:
     CHECK(h_host_stop(&host, SIGTERM) == 0);
-    if (h_failures != 0) {
-        char *log = h_read_file(host.log);
-        size_t len = strlen(log);
-        fprintf(stderr, "---- host log (tail) ----\n%s\n",
-                len > 4000 ? log + len - 4000 : log);
-        free(log);
-    }
+    if (h_failures != 0)
+        h_log_tail(&host, "host", 4000);
     h_host_cleanup(&host);
     sj_emu_destroy(emu);
     printf("%s\n", h_failures == 0 ? "PASS" : "FAIL");
