@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sj_builtins.h"
@@ -25,6 +27,7 @@
 #include "sj_link.h"
 #include "sj_local.h"
 #include "sj_log.h"
+#include "sj_metrics.h"
 #include "sj_pool.h"
 #include "sj_reload.h"
 #include "sj_transport.h"
@@ -87,7 +90,11 @@ static void usage(FILE *out)
             "Signals: SIGINT/SIGTERM stop (running tasks get 5 s, then\n"
             "stop_grace for a task stuck in a C call); SIGHUP reloads the\n"
             "executor files (so does changing one of them or a module they\n"
-            "require).\n"
+            "require); SIGUSR1 reopens log_file (after logrotate renamed\n"
+            "it).\n"
+            "\n"
+            "Default log level: INFO for the host, WARN for run and check\n"
+            "(SNAIL_LOG_LEVEL overrides both). man snailjob-lua has more.\n"
             "\n"
             "Exit status: 0 ok; 1 could not start or run; 2 bad usage or\n"
             "configuration; 3 an executor file failed to load.\n");
@@ -114,7 +121,9 @@ static void print_config(const sj_config *cfg)
 
     for (size_t i = 0; i < sj_config_count(); i++) {
         sj_config_item_get(cfg, i, &it);
-        printf("%-28s %-36s %-8s%s%s\n", it.env, it.value,
+        /* "…" (the token's mask) is 3 bytes and one column */
+        int width = 36 + (strstr(it.value, "\xe2\x80\xa6") ? 2 : 0);
+        printf("%-28s %-*s %-8s%s%s\n", it.env, width, it.value,
                sj_config_source_name(it.source), it.origin ? " " : "",
                it.origin ? it.origin : "");
     }
@@ -124,7 +133,41 @@ static void print_config(const sj_config *cfg)
  * the first heartbeat); until they are, dispatches are refused. */
 typedef struct host {
     _Atomic(sj_pool *) pool;
+    sj_upstream *up; /* for the metrics collector */
 } host;
+
+/* sj_metrics_collect_fn: the values other units own, at scrape time. */
+static void host_collect(void *ud, sj_metrics_snapshot *s)
+{
+    host *h = ud;
+    sj_pool *pool = atomic_load(&h->pool);
+    sj_upstream_stats st;
+
+    if (pool != NULL) {
+        sj_pool_counts(pool, &s->queued, &s->running);
+        s->generation = sj_pool_generation(pool);
+        s->n_workers =
+            sj_pool_worker_memory(pool, s->lua_bytes, SJ_METRICS_MAX_WORKERS);
+    }
+    if (h->up != NULL) {
+        sj_upstream_get_stats(h->up, &st);
+        s->log_lines_sent = st.log_lines_sent;
+        s->log_lines_dropped = st.log_lines_dropped;
+        s->journal_pending = st.reports_pending;
+        s->journal_oldest_age_s = st.oldest_report_age_ms / 1000.0;
+        s->reachable = st.reachable;
+        s->last_ok_ms = st.last_ok_ms;
+    }
+}
+
+/* "host:port" for gRPC, IPv6 literals in brackets. */
+static void listen_addr(char *buf, size_t n, const char *host, int port)
+{
+    if (strchr(host, ':') != NULL && host[0] != '[')
+        snprintf(buf, n, "[%s]:%d", host, port);
+    else
+        snprintf(buf, n, "%s:%d", host, port);
+}
 
 static int host_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
 {
@@ -167,14 +210,14 @@ static int preload(const sj_config *cfg, const sj_files *files, char *err,
 
 static int serve(const sj_config *cfg, const sj_files *files)
 {
-    host h = {NULL};
+    host h = {NULL, NULL};
     sj_endpoint ep = {.token = cfg->token,
                       .ops = {host_dispatch, host_stop, &h}};
     sj_server *srv = NULL;
     sj_link *link = NULL;
     sj_upstream *up = NULL;
     sj_pool *pool = NULL;
-    char addr[64], target[300], host_id[32], err[1024];
+    char addr[300], target[300], host_id[32], err[1024];
     int port = 0, rc, code = EXIT_FAIL, sig;
     sigset_t set;
 
@@ -183,9 +226,23 @@ static int serve(const sj_config *cfg, const sj_files *files)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    sj_metrics_set_state(SJ_METRICS_STARTING);
+    if (cfg->metrics_listen[0] != '\0') {
+        int mport = 0;
+        if (sj_metrics_serve(cfg->metrics_listen, cfg->beat_interval, &mport,
+                             err, sizeof err) != 0) {
+            SJ_ERROR("%s", err);
+            return EXIT_FAIL;
+        }
+        SJ_INFO("metrics: http://%s/metrics and /healthz (port %d)",
+                cfg->metrics_listen, mport);
+    }
+    if (sj_check_host_ip(cfg, err, sizeof err))
+        SJ_WARN("%s", err);
     /* Load the executor files once before listening or beating: a file
      * that fails, loops (load_timeout) or is ended by a signal stops the
      * start here, with nothing announced. */
@@ -194,17 +251,20 @@ static int serve(const sj_config *cfg, const sj_files *files)
             SJ_INFO("signal while loading the executor files: %s; "
                     "shutting down",
                     err);
+            sj_metrics_unserve();
             return EXIT_OK;
         }
         SJ_ERROR("%s", err);
+        sj_metrics_unserve();
         return rc == SJ_ELUA || rc == SJ_ENOENT ? EXIT_EXECUTORS : EXIT_FAIL;
     }
     sj_transport_init();
     make_host_id(host_id, sizeof host_id);
-    snprintf(addr, sizeof addr, "0.0.0.0:%d", cfg->host_port);
+    listen_addr(addr, sizeof addr, cfg->bind_host, cfg->host_port);
     if ((rc = sj_server_start(addr, sj_endpoint_handle, &ep, &srv, &port))) {
-        SJ_ERROR("cannot listen on %s (is host_port %d in use?)", addr,
-                 cfg->host_port);
+        SJ_ERROR("cannot listen on %s: port %d is in use or %s is not an "
+                 "address of this machine (host_port, bind_host)",
+                 addr, cfg->host_port, cfg->bind_host);
         goto fail_transport;
     }
     snprintf(target, sizeof target, "%s:%d", cfg->server_host,
@@ -226,6 +286,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
         link->close(link);
         goto fail_server;
     }
+    h.up = up;
     sj_builtins_log_start(sj_builtins_mask(cfg->builtins), cfg->http_allow,
                           cfg->group_name);
     sj_pool_options po = {.workers = cfg->workers,
@@ -251,6 +312,8 @@ static int serve(const sj_config *cfg, const sj_files *files)
         for (size_t i = 0; i < n; i++)
             SJ_INFO("  executor %s (%s)", names[i], kinds[i]);
     }
+    sj_metrics_set_collector(host_collect, &h);
+    sj_metrics_set_state(SJ_METRICS_SERVING);
     sj_reload_options ro = {.spec = cfg->executors, .pool = pool, .up = up};
     sj_reload *reload = NULL;
     if (sj_reload_start(&ro, &reload) != 0)
@@ -264,27 +327,64 @@ static int serve(const sj_config *cfg, const sj_files *files)
                 sj_reload_kick(reload, "SIGHUP");
             continue;
         }
+        if (sig == SIGUSR1) {
+            if (sj_log_reopen() != 0)
+                SJ_ERROR("SIGUSR1: cannot reopen log_file '%s': %s; logging "
+                         "on to the old file",
+                         cfg->log_file, strerror(errno));
+            else
+                SJ_INFO("SIGUSR1: log file reopened");
+            continue;
+        }
         SJ_INFO("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         sj_limits_abort_loads(); /* a reload's load that loops ends now */
         break;
     }
     code = EXIT_OK;
 
+    sj_metrics_set_state(SJ_METRICS_DRAINING);
+    sj_metrics_set_collector(NULL, NULL); /* before what it reads goes */
     atomic_store(&h.pool, NULL);
     sj_server_stop(srv); /* no new dispatches */
     srv = NULL;
     sj_reload_stop(reload);
     sj_pool_stop(pool);
 fail_upstream:
+    sj_metrics_set_collector(NULL, NULL);
     sj_upstream_stop(up, 3000);
 fail_server:
     sj_server_stop(srv);
+    sj_endpoint_close(&ep);
 fail_transport:
     sj_transport_shutdown();
+    sj_metrics_unserve();
     return code;
 }
 
+/* 1 when `host` (bind_host) names an address to listen on. */
+static int resolvable(const char *host)
+{
+    struct addrinfo hints, *ai = NULL;
+    int ok;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_flags = AI_PASSIVE;
+    hints.ai_socktype = SOCK_STREAM;
+    ok = getaddrinfo(host, NULL, &hints, &ai) == 0;
+    if (ai != NULL)
+        freeaddrinfo(ai);
+    return ok;
+}
+
 /* ---- subcommands: run, check -------------------------------------------- */
+
+/* Log format and the secret to mask, as soon as the config is known. */
+static void apply_log_settings(const sj_config *cfg)
+{
+    sj_log_set_secret(cfg->token);
+    sj_log_set_format((sj_log_format)sj_log_format_parse(cfg->log_format));
+    sj_config_warn(cfg);
+}
 
 /* Config, log and executor files as the host would set them up, but quiet
  * (WARN) unless a log level was configured: their output is the report.
@@ -301,6 +401,7 @@ static int setup(const char *cmd, const char *file, sj_config *cfg,
         fprintf(stderr, "snailjob-lua %s: config: %s\n", cmd, err);
         return EXIT_USAGE;
     }
+    apply_log_settings(cfg);
     level = sj_log_level_parse(cfg->log_level);
     for (size_t i = 0; i < sj_config_count(); i++) {
         sj_config_item_get(cfg, i, &it);
@@ -488,6 +589,8 @@ static int cmd_check(int argc, char **argv, const char *file)
         teardown(&cfg, &files);
         return EXIT_EXECUTORS;
     }
+    if (sj_check_host_ip(&cfg, err, sizeof err))
+        printf("warning: %s\n", err);
     rc = sj_check_server(&cfg, 3000, stdout, err, sizeof err);
     fflush(stdout);
     if (rc != 0) {
@@ -551,10 +654,26 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (print) {
+        sj_config_warn(&cfg); /* stderr: the listing stays clean */
         print_config(&cfg);
         sj_config_free(&cfg);
         return EXIT_OK;
     }
+    if (cfg.metrics_listen[0] != '\0' &&
+        sj_metrics_parse_listen(cfg.metrics_listen, err, sizeof err) != 0) {
+        fprintf(stderr, "snailjob-lua: %s\n", err);
+        sj_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    if (!resolvable(cfg.bind_host)) {
+        fprintf(stderr,
+                "snailjob-lua: bind_host '%s' is not an address of this "
+                "machine or a name that resolves\n",
+                cfg.bind_host);
+        sj_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    apply_log_settings(&cfg);
     sj_log_set_level((sj_log_level)sj_log_level_parse(cfg.log_level));
     if (cfg.log_file[0] != '\0' && sj_log_open_file(cfg.log_file) != 0) {
         fprintf(stderr, "snailjob-lua: log_file '%s': %s\n", cfg.log_file,

@@ -1,15 +1,19 @@
 #include "sj_check.h"
 
-#include <pthread.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sj_builtins.h"
 #include "sj_error.h"
 #include "sj_link.h"
 #include "sj_log.h"
+#include "sj_text.h"
 #include "sj_transport.h"
 #include "sj_upstream.h"
 #include "sj_vm.h"
@@ -45,167 +49,148 @@ int sj_check_executors(const sj_config *cfg, const char *const *files,
     return 0;
 }
 
-/* ---- the server probe ------------------------------------------------------
- * A link that forwards to a gRPC link and records how the first /beat
- * ended, so the beat is the upstream's own, headers and all. */
+/* ---- addresses ---------------------------------------------------------- */
 
-typedef struct probe {
-    sj_link base;
-    sj_link *inner;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int have;   /* the first beat ended */
-    int err;    /* its transport error, or 0 */
-    int status; /* its reply status */
-    char detail[1024];
-} probe;
-
-typedef struct probe_call {
-    probe *p;
-    sj_call_cb cb;
-    void *ud;
-} probe_call;
-
-/* Channel thread. */
-static void probe_done(void *ud, int err, const char *detail,
-                       const sj_reply *reply)
+static int sa_loopback(const struct sockaddr *sa)
 {
-    probe_call *c = ud;
-    probe *p = c->p;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >>
+                24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(
+            &((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return 0;
+}
 
-    pthread_mutex_lock(&p->mu);
-    if (!p->have) {
-        p->have = 1;
-        p->err = err;
-        p->status = err == 0 ? reply->status : 0;
-        snprintf(p->detail, sizeof p->detail, "%s",
-                 err != 0         ? (detail ? detail : sj_strerror(err))
-                 : reply->message ? reply->message
-                                  : "");
-        pthread_cond_broadcast(&p->cond);
+static int sa_same(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return 0;
+}
+
+/* 1 loopback, 0 not, -1 cannot tell (name does not resolve). With
+ * `or_local`, an address of one of this machine's interfaces counts. */
+static int host_is_local(const char *host, int or_local)
+{
+    struct addrinfo hints, *ai = NULL, *p;
+    struct ifaddrs *ifs = NULL;
+    int local = 0;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &ai) != 0)
+        return -1;
+    if (or_local && getifaddrs(&ifs) != 0)
+        ifs = NULL;
+    for (p = ai; p != NULL && !local; p = p->ai_next) {
+        local = sa_loopback(p->ai_addr);
+        for (struct ifaddrs *i = ifs; or_local && i != NULL && !local;
+             i = i->ifa_next)
+            local = i->ifa_addr != NULL && sa_same(i->ifa_addr, p->ai_addr);
     }
-    pthread_mutex_unlock(&p->mu);
-    c->cb(c->ud, err, detail, reply);
-    free(c);
+    if (ifs != NULL)
+        freeifaddrs(ifs);
+    freeaddrinfo(ai);
+    return local;
 }
 
-static int probe_call_async(sj_link *self, const sj_request *req,
-                            int timeout_ms, sj_call_cb cb, void *ud)
+int sj_check_host_ip(const sj_config *cfg, char *why, size_t whylen)
 {
-    probe *p = (probe *)self;
-    probe_call *c;
-    int rc;
-
-    if (req->uri == NULL || strcmp(req->uri, "/beat") != 0)
-        return p->inner->call(p->inner, req, timeout_ms, cb, ud);
-    if ((c = malloc(sizeof *c)) == NULL)
-        return SJ_ENOMEM;
-    c->p = p;
-    c->cb = cb;
-    c->ud = ud;
-    if ((rc = p->inner->call(p->inner, req, timeout_ms, probe_done, c)))
-        free(c);
-    return rc;
+    if (host_is_local(cfg->host_ip, 0) != 1 ||
+        host_is_local(cfg->server_host, 1) != 0)
+        return 0;
+    snprintf(why, whylen,
+             "host_ip %s is a loopback address, but the server %s is on "
+             "another machine: it cannot call this host back (set "
+             "SNAIL_HOST_IP to an address the server reaches)",
+             cfg->host_ip, cfg->server_host);
+    return 1;
 }
 
-static int probe_call_sync(sj_link *self, const sj_request *req, int timeout_ms,
-                           const atomic_int *cancel, sj_reply *out,
-                           char *detail, size_t detail_len)
-{
-    probe *p = (probe *)self;
-    return p->inner->call_sync(p->inner, req, timeout_ms, cancel, out, detail,
-                               detail_len);
-}
-
-static void probe_close(sj_link *self)
-{
-    probe *p = (probe *)self;
-    p->inner->close(p->inner); /* every callback has run after this */
-    pthread_cond_destroy(&p->cond);
-    pthread_mutex_destroy(&p->mu);
-    free(p);
-}
+/* ---- the server probe ------------------------------------------------------
+ * One /sync/version call with the host's headers (sj_upstream_request).
+ * The Java server checks the token of (group, namespace) on every call
+ * before it routes it (GrpcRequestHandlerActor#doProcess), and the
+ * /sync/version handler (ConfigHttpRequestHandler) only reads the group's
+ * config: no node is registered or refreshed, unlike /beat, the only
+ * handler that registers (BeatHttpRequestHandler -> ClientRegister). The
+ * upstream is started with its heartbeat held and never released. */
 
 int sj_check_server(const sj_config *cfg, int timeout_ms, FILE *out, char *err,
                     size_t errlen)
 {
-    sj_config quick = *cfg; /* shallow: only rpc_timeout differs */
     sj_log_level level = sj_log_get_level();
     sj_upstream *up = NULL;
-    probe *p;
-    char target[300], host_id[32];
-    struct timespec until;
-    int rc, have, perr, status;
+    sj_link *link = NULL;
+    sj_request req;
+    sj_reply reply;
+    char target[300], host_id[32], detail[1024], clean[1024];
+    int rc;
 
+    memset(&reply, 0, sizeof reply);
     snprintf(target, sizeof target, "%s:%d", cfg->server_host,
              cfg->server_port);
     snprintf(host_id, sizeof host_id, "check-%d", (int)getpid());
-    quick.rpc_timeout = timeout_ms / 1000.0;
-    if ((p = calloc(1, sizeof *p)) == NULL)
-        return SJ_ENOMEM;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    p->base.call = probe_call_async;
-    p->base.call_sync = probe_call_sync;
-    p->base.close = probe_close;
-
     sj_transport_init();
-    if ((rc = sj_link_grpc(target, &p->inner)) != 0) {
+    if ((rc = sj_link_grpc(target, &link)) != 0) {
         snprintf(err, errlen, "cannot open a channel to %s: %s", target,
                  sj_strerror(rc));
-        pthread_cond_destroy(&p->cond);
-        pthread_mutex_destroy(&p->mu);
-        free(p);
         goto done;
     }
     /* The upstream's state-change lines would repeat what we print. */
     sj_log_set_level(SJ_LOG_OFF);
-    sj_upstream_options uo = {.cfg = &quick,
+    sj_upstream_options uo = {.cfg = cfg,
                               .host_id = host_id,
                               .host_port = cfg->host_port,
-                              .link = &p->base,
-                              .no_spool = 1};
+                              .link = link,
+                              .no_spool = 1,
+                              .hold_beats = 1};
     if ((rc = sj_upstream_start(&uo, &up, err, errlen)) != 0) {
-        p->base.close(&p->base);
+        link->close(link);
         sj_log_set_level(level);
         goto done;
     }
+    if ((rc = sj_upstream_request(up, SJ_CHECK_URI, "null", &req)) == 0) {
+        detail[0] = '\0';
+        rc = link->call_sync(link, &req, timeout_ms, NULL, &reply, detail,
+                             sizeof detail);
+        sj_request_free(&req);
+    }
+    sj_upstream_stop(up, 0); /* closes the link */
+    sj_log_set_level(level);
 
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (timeout_ms + 1000) / 1000;
-    pthread_mutex_lock(&p->mu);
-    while (!p->have && pthread_cond_timedwait(&p->cond, &p->mu, &until) == 0)
-        ;
-    have = p->have;
-    perr = p->err;
-    status = p->status;
-    if (!have)
-        snprintf(err, errlen, "server %s: no answer to /beat within %d ms",
-                 target, timeout_ms);
-    else if (perr != 0)
-        snprintf(err, errlen, "server %s unreachable: %s", target, p->detail);
-    else if (status != SJ_STATUS_YES)
+    if (rc == SJ_ENOMEM) {
+        snprintf(err, errlen, "%s", sj_strerror(rc));
+    } else if (rc != 0) {
+        sj_text_redact(detail[0] ? detail : sj_strerror(rc), cfg->token, clean,
+                       sizeof clean);
+        snprintf(err, errlen, "server %s unreachable: %s", target, clean);
+        rc = rc == SJ_ETIMEOUT || rc == SJ_EUNAVAILABLE ? rc : SJ_ETRANSPORT;
+    } else if (reply.status != SJ_STATUS_YES) {
+        /* The refusal names the token it refused. */
+        sj_text_redact(reply.message && reply.message[0] ? reply.message
+                                                         : "status 0",
+                       cfg->token, clean, sizeof clean);
         snprintf(err, errlen,
                  "server %s reachable, but it refused this host "
                  "(group %s, namespace %s): %s",
-                 target, cfg->group_name, cfg->namespace_id,
-                 p->detail[0] ? p->detail : "status 0");
-    pthread_mutex_unlock(&p->mu);
-    sj_upstream_stop(up, 0); /* closes the probe link */
-    sj_log_set_level(level);
-
-    if (!have)
-        rc = SJ_ETIMEOUT;
-    else if (perr != 0)
-        rc = perr == SJ_ETIMEOUT || perr == SJ_EUNAVAILABLE ? perr
-                                                            : SJ_ETRANSPORT;
-    else if (status != SJ_STATUS_YES)
+                 target, cfg->group_name, cfg->namespace_id, clean);
         rc = SJ_EREFUSED;
-    else
+    } else {
         fprintf(out,
                 "server: %s reachable, token accepted (group %s, "
-                "namespace %s)\n",
-                target, cfg->group_name, cfg->namespace_id);
+                "namespace %s; %s, nothing registered)\n",
+                target, cfg->group_name, cfg->namespace_id, SJ_CHECK_URI);
+    }
+    sj_reply_free(&reply);
 done:
     sj_transport_shutdown();
     return rc;

@@ -17,6 +17,7 @@
 #include <lualib.h>
 
 #include "sj_error.h"
+#include "sj_log.h"
 #include "sj_text.h"
 
 /* The server stores a node's labels in a varchar(512) (protocol.md §3.1). */
@@ -90,16 +91,17 @@ static const struct setting settings[] = {
         "764d604ec6fc45f68cd92514c40e9e1a", namespace_id),
     STR("group_name", "SNAIL_GROUP_NAME", K_NAME, "snail_job_demo_group",
         group_name),
-    STR("token", "SNAIL_TOKEN", K_TEXT, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj",
+    /* non-empty: an empty token would let empty inbound tokens pass */
+    STR("token", "SNAIL_TOKEN", K_NAME, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj",
         token),
     STR("labels", "SNAIL_LABELS", K_LABELS, "", labels),
     STR("log_level", "SNAIL_LOG_LEVEL", K_LOG_LEVEL, "INFO", log_level),
     STR("log_file", "SNAIL_LOG_FILE", K_TEXT, "", log_file),
     STR("executors", "SNAIL_EXECUTORS", K_PATHS, "", executors),
     RANGED("workers", "SNAIL_WORKERS", K_INT, "4", workers, 1, 1024, NULL),
-    RANGED("beat_interval", "SNAIL_BEAT_INTERVAL", K_NUMBER, "10",
-           beat_interval, 0, 30,
-           "the server forgets a client after 40 s without a beat"),
+    RANGED0("beat_interval", "SNAIL_BEAT_INTERVAL", "10", beat_interval, 1, 30,
+            "at least 1 s; the server forgets a client after 40 s without "
+            "a beat"),
     RANGED("executor_type", "SNAIL_EXECUTOR_TYPE", K_INT, "2", executor_type, 1,
            3, "1 Java, 2 Python, 3 Go"),
     RANGED("queue_size", "SNAIL_QUEUE_SIZE", K_INT, "1024", queue_size, 1,
@@ -166,6 +168,7 @@ struct loader {
     char *dotenv_val[NSETTINGS]; /* text of each variable found in .env */
     int dotenv_line[NSETTINGS];  /* where dotenv_val[i] came from */
     int rc;                      /* result of the protected file read */
+    char *warnings;              /* "\n"-terminated lines, or NULL */
 };
 
 static int fail(struct loader *ld, const char *fmt, ...)
@@ -189,6 +192,7 @@ static int nomem(struct loader *ld)
 
 static void loader_free(struct loader *ld)
 {
+    free(ld->warnings);
     for (size_t i = 0; i < NSETTINGS; i++) {
         free(ld->file_val[i]);
         free(ld->dotenv_val[i]);
@@ -264,13 +268,22 @@ static void format_number(double d, char *buf, size_t n)
         snprintf(buf, n, "%.17g", d);
 }
 
+static int suggest_index(const char *key);
+
 /* The known key closest to `key` (case and a "snail_" prefix ignored) if
  * it is at most 2 edits away, else NULL. */
 static const char *suggest(const char *key)
 {
+    int i = suggest_index(key);
+    return i >= 0 ? settings[i].key : NULL;
+}
+
+static int suggest_index(const char *key)
+{
     char low[64];
-    const char *k = low, *best = NULL;
+    const char *k = low;
     size_t i, d, best_d = 3;
+    int best = -1;
 
     for (i = 0; key[i] != '\0' && i < sizeof low - 1; i++)
         low[i] = (char)tolower((unsigned char)key[i]);
@@ -281,7 +294,7 @@ static const char *suggest(const char *key)
         d = sj_text_distance(k, settings[i].key, 0);
         if (d < best_d) {
             best_d = d;
-            best = settings[i].key;
+            best = (int)i;
         }
     }
     return best;
@@ -675,6 +688,55 @@ static const char *dotenv_line(char *line, char **name, char **value)
     return NULL;
 }
 
+/* A SNAIL_* name that is no setting: a typo, most likely. A warning
+ * naming the closest known one goes into ld->warnings (the variable itself
+ * is not an error: other tools may share the prefix). */
+static void warn_unknown(struct loader *ld, const char *name, const char *file,
+                         int line)
+{
+    char where[300] = "", msg[600];
+    size_t have = ld->warnings ? strlen(ld->warnings) : 0, len;
+    char *grown;
+    int i;
+
+    if (strncmp(name, "SNAIL_", 6) != 0)
+        return;
+    if (file != NULL)
+        snprintf(where, sizeof where, "%s:%d: ", file, line);
+    i = suggest_index(name);
+    if (i >= 0)
+        snprintf(msg, sizeof msg,
+                 "%sunknown setting %s ignored (did you mean "
+                 "%s?)\n",
+                 where, name, settings[i].env);
+    else
+        snprintf(msg, sizeof msg,
+                 "%sunknown setting %s ignored "
+                 "(snailjob-lua --print-config lists the settings)\n",
+                 where, name);
+    len = strlen(msg);
+    if ((grown = realloc(ld->warnings, have + len + 1)) == NULL)
+        return; /* a warning lost to ENOMEM; the load goes on */
+    memcpy(grown + have, msg, len + 1);
+    ld->warnings = grown;
+}
+
+static void warn_unknown_env(struct loader *ld)
+{
+    extern char **environ;
+    char name[128];
+
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        size_t len = strcspn(*e, "=");
+        if (len >= sizeof name || strncmp(*e, "SNAIL_", 6) != 0)
+            continue;
+        memcpy(name, *e, len);
+        name[len] = '\0';
+        if (find_env(name) < 0)
+            warn_unknown(ld, name, NULL, 0);
+    }
+}
+
 static int load_dotenv(struct loader *ld, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -695,7 +757,10 @@ static int load_dotenv(struct loader *ld, const char *path)
             rc = fail(ld, "%s:%d: %s", path, lineno, why);
             break;
         }
-        if (name == NULL || (i = find_env(name)) < 0)
+        i = -1;
+        if (name != NULL && (i = find_env(name)) < 0)
+            warn_unknown(ld, name, path, lineno);
+        if (name == NULL || i < 0)
             continue; /* like the environment: unknown names are not ours */
         if ((dup = strdup(value)) == NULL) {
             rc = nomem(ld);
@@ -884,6 +949,7 @@ int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
     if (ld.dotenv != NULL && (cfg->dotenv_path_ = strdup(ld.dotenv)) == NULL)
         goto fail_nomem;
 
+    warn_unknown_env(&ld);
     for (size_t i = 0; i < NSETTINGS; i++) {
         src = SJ_SRC_DEFAULT;
         text = settings[i].def;
@@ -901,6 +967,8 @@ int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
         if ((rc = apply(cfg, &ld, i, text, src)) != 0)
             goto fail;
     }
+    cfg->warnings_ = ld.warnings; /* logged by sj_config_warn */
+    ld.warnings = NULL;
     loader_free(&ld);
     return 0;
 
@@ -919,7 +987,19 @@ void sj_config_free(sj_config *cfg)
             free(*(char **)(void *)((char *)cfg + settings[i].offset));
     free(cfg->file_path_);
     free(cfg->dotenv_path_);
+    free(cfg->warnings_);
     memset(cfg, 0, sizeof *cfg);
+}
+
+void sj_config_warn(const sj_config *cfg)
+{
+    const char *p = cfg->warnings_;
+
+    while (p != NULL && *p != '\0') {
+        size_t n = strcspn(p, "\n");
+        SJ_WARN("%.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
 }
 
 size_t sj_config_count(void)
@@ -945,6 +1025,10 @@ void sj_config_item_get(const sj_config *cfg, size_t i, sj_config_item *out)
     } else if (s->kind == K_NUMBER) {
         format_number(*(const double *)(const void *)field, out->value,
                       sizeof out->value);
+    } else if (s->offset == offsetof(sj_config, token)) {
+        /* never printed whole (--print-config, logs) */
+        sj_text_mask(*(char *const *)(const void *)field, out->value,
+                     sizeof out->value);
     } else {
         const char *str = *(char *const *)(const void *)field;
         snprintf(out->value, sizeof out->value, "%s", str ? str : "");

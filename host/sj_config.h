@@ -8,6 +8,10 @@
  * (`server_port`) and one in the environment and .env (`SNAIL_SERVER_PORT`);
  * the environment names follow the Python client (lua-api.md).
  *
+ * A SNAIL_* variable (environment or .env) that names no setting is not an
+ * error: it gets a warning naming the closest known one, kept in the
+ * struct until sj_config_warn logs it (once the log format is known).
+ *
  * The only unit that reads the environment. Called from the main thread at
  * start; the resulting struct is read-only afterwards and may be read from
  * any thread.
@@ -30,20 +34,21 @@ typedef enum sj_config_source {
 
 /* The values, already parsed and checked. Strings are owned by the struct. */
 typedef struct sj_config {
-    char *server_host;  /* SNAIL_SERVER_HOST, "127.0.0.1" */
-    int server_port;    /* SNAIL_SERVER_PORT, 17888 */
-    char *host_ip;      /* SNAIL_HOST_IP, "127.0.0.1" */
-    int host_port;      /* SNAIL_HOST_PORT, 17889 (0 = any free port) */
-    char *namespace_id; /* SNAIL_NAMESPACE, file key "namespace",
-                           "764d604ec6fc45f68cd92514c40e9e1a" */
-    char *group_name;   /* SNAIL_GROUP_NAME, "snail_job_demo_group" */
-    char *token;        /* SNAIL_TOKEN, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj" */
-    char *labels;       /* SNAIL_LABELS, "" (k:v,k:v, e.g. "env:dev") */
-    char *log_level;    /* SNAIL_LOG_LEVEL, "INFO" */
-    char *log_file;     /* SNAIL_LOG_FILE, "" = stderr only */
-    char *executors;    /* SNAIL_EXECUTORS, ":"-separated paths/globs */
-    int workers;        /* SNAIL_WORKERS, 4 */
-    double beat_interval; /* SNAIL_BEAT_INTERVAL, 10 (seconds, > 0, <= 30) */
+    char *server_host;    /* SNAIL_SERVER_HOST, "127.0.0.1" */
+    int server_port;      /* SNAIL_SERVER_PORT, 17888 */
+    char *host_ip;        /* SNAIL_HOST_IP, "127.0.0.1" */
+    int host_port;        /* SNAIL_HOST_PORT, 17889 (0 = any free port) */
+    char *namespace_id;   /* SNAIL_NAMESPACE, file key "namespace",
+                             "764d604ec6fc45f68cd92514c40e9e1a" */
+    char *group_name;     /* SNAIL_GROUP_NAME, "snail_job_demo_group" */
+    char *token;          /* SNAIL_TOKEN, "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj";
+                             never empty; printed masked (sj_text_mask) */
+    char *labels;         /* SNAIL_LABELS, "" (k:v,k:v, e.g. "env:dev") */
+    char *log_level;      /* SNAIL_LOG_LEVEL, "INFO" */
+    char *log_file;       /* SNAIL_LOG_FILE, "" = stderr only */
+    char *executors;      /* SNAIL_EXECUTORS, ":"-separated paths/globs */
+    int workers;          /* SNAIL_WORKERS, 4 */
+    double beat_interval; /* SNAIL_BEAT_INTERVAL, 10 (seconds, 1 to 30) */
     int executor_type;    /* SNAIL_EXECUTOR_TYPE, 2 (1, 2 or 3) */
     int queue_size;       /* SNAIL_QUEUE_SIZE, 1024 tasks waiting */
     double log_remote_interval; /* SNAIL_LOG_REMOTE_INTERVAL, 1 (seconds) */
@@ -81,13 +86,14 @@ typedef struct sj_config {
     sj_config_source src_[SJ_CONFIG__MAX_SETTINGS];
     char *file_path_;   /* the -c path, NULL without one */
     char *dotenv_path_; /* the .env path if one was read, else NULL */
+    char *warnings_;    /* "\n"-terminated warning lines, or NULL */
 } sj_config;
 
 /* One row of --print-config. */
 typedef struct sj_config_item {
     const char *key; /* file key, e.g. "server_port" */
     const char *env; /* env name, e.g. "SNAIL_SERVER_PORT" */
-    char value[512]; /* effective value as text */
+    char value[512]; /* effective value as text (the token masked) */
     sj_config_source source;
     const char *origin; /* file path for FILE/DOTENV, NULL otherwise */
 } sj_config_item;
@@ -105,6 +111,10 @@ typedef struct sj_config_item {
  */
 int sj_config_load(sj_config *cfg, const char *file, const char *dotenv,
                    char *err, size_t errlen);
+
+/* Log (SJ_WARN, one record each) the warnings of the load: unknown
+ * SNAIL_* variables, with the closest known name. */
+void sj_config_warn(const sj_config *cfg);
 
 /* Frees the strings and zeroes `cfg`; safe on a zeroed struct. */
 void sj_config_free(sj_config *cfg);

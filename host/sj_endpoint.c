@@ -6,6 +6,8 @@
 
 #include "sj_error.h"
 #include "sj_log.h"
+#include "sj_metrics.h"
+#include "sj_text.h"
 
 #define AUTH_FAILED                                                            \
     "Authentication failed. [Please check if the configured Token is "         \
@@ -24,6 +26,7 @@ static void on_dispatch(sj_endpoint *ep, const sj_request *req,
     int rc;
 
     if ((rc = sj_task_from_json(body, &t, why, sizeof why)) != 0) {
+        sj_metrics_dispatch_refused(SJ_REFUSED_MALFORMED);
         SJ_WARN("dispatch refused: %s", why);
         fail(reply, req, why);
         return;
@@ -61,6 +64,42 @@ static void on_stop(sj_endpoint *ep, const sj_request *req, const json_t *body,
     sj_reply_set(reply, req->req_id, SJ_STATUS_YES, "", "true");
 }
 
+/* One WARN per SJ_ENDPOINT_REFUSAL_LOG_MS for wrong-token calls: the
+ * first of a burst at once, the rest as a count (a flood of bad calls must
+ * not flood the log). Server thread. */
+static void refused(sj_endpoint *ep, const char *uri, int missing)
+{
+    long long now = sj_mono_ms();
+
+    sj_metrics_dispatch_refused(SJ_REFUSED_TOKEN);
+    ep->refused_total_++;
+    if (ep->refused_at_ != 0 &&
+        now - ep->refused_at_ < SJ_ENDPOINT_REFUSAL_LOG_MS) {
+        ep->refused_pending_++;
+        return;
+    }
+    if (ep->refused_pending_ > 0)
+        SJ_WARN("%lu more inbound call(s) refused for a wrong or missing "
+                "SJ-TOKEN in the last %lld s",
+                ep->refused_pending_, (now - ep->refused_at_) / 1000);
+    SJ_WARN("inbound %s refused: SJ-TOKEN %s the configured token (further "
+            "refusals: one line per %d s, with a count)",
+            uri[0] ? uri : "(no uri)",
+            missing ? "header missing, expected" : "does not match",
+            SJ_ENDPOINT_REFUSAL_LOG_MS / 1000);
+    ep->refused_at_ = now;
+    ep->refused_pending_ = 0;
+}
+
+void sj_endpoint_close(sj_endpoint *ep)
+{
+    if (ep->refused_pending_ > 0)
+        SJ_WARN("%lu more inbound call(s) refused for a wrong or missing "
+                "SJ-TOKEN since the last report",
+                ep->refused_pending_);
+    ep->refused_pending_ = 0;
+}
+
 void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply)
 {
     sj_endpoint *ep = ud;
@@ -69,10 +108,11 @@ void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply)
     json_error_t jerr;
     json_t *body;
 
-    if (token == NULL || strcmp(token, ep->token) != 0) {
-        SJ_WARN("inbound %s refused: SJ-TOKEN %s does not match the "
-                "configured token",
-                uri[0] ? uri : "(no uri)", token ? "value" : "header missing");
+    /* An empty configured token is a config error (sj_config); an empty
+     * inbound one never passes. */
+    if (token == NULL || token[0] == '\0' || ep->token[0] == '\0' ||
+        !sj_text_equal_ct(token, ep->token)) {
+        refused(ep, uri, token == NULL);
         fail(reply, req, AUTH_FAILED);
         return;
     }

@@ -28,12 +28,24 @@ typedef struct sj_endpoint_ops {
 } sj_endpoint_ops;
 
 typedef struct sj_endpoint {
-    const char *token; /* expected SJ-TOKEN; borrowed */
+    const char *token; /* expected SJ-TOKEN (non-empty); borrowed */
     sj_endpoint_ops ops;
+    /* Private: wrong-token refusals (server thread only). */
+    long long refused_at_;          /* monotonic ms of the last WARN */
+    unsigned long refused_pending_; /* refused since, not yet logged */
+    unsigned long refused_total_;
 } sj_endpoint;
 
-/* A sj_server_handler: `ud` is the sj_endpoint. */
+/* Wrong-token calls are logged at most once per this many ms, with a
+ * count of those in between; every one is counted in the metrics. */
+#define SJ_ENDPOINT_REFUSAL_LOG_MS 10000
+
+/* A sj_server_handler: `ud` is the sj_endpoint. The token is compared in
+ * constant time (sj_text_equal_ct). */
 void sj_endpoint_handle(void *ud, const sj_request *req, sj_reply *reply);
+
+/* Once the server is stopped: log the refusals not yet reported. */
+void sj_endpoint_close(sj_endpoint *ep);
 
 #define SJ_URI_DISPATCH "/job/dispatch/v1"
 #define SJ_URI_STOP "/job/stop/v1"

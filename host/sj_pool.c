@@ -13,6 +13,7 @@
 #include "sj_config.h"
 #include "sj_error.h"
 #include "sj_log.h"
+#include "sj_metrics.h"
 #include "sj_vm.h"
 
 #define STOP_GRACE_MS 3000 /* default stop_grace */
@@ -59,6 +60,7 @@ struct worker {
     gen *gen;  /* what vm was built from; this thread's only */
     unsigned long long failed_gen; /* last generation it could not build */
     atomic_ullong gen_number;      /* gen->number, for other threads */
+    atomic_size_t lua_bytes;       /* vm's memory after its last task */
     sj_task *current;              /* guarded by pool->lock */
     int ready; /* 1 loaded, -1 failed; guarded by pool->lock */
     /* retirement, guarded by pool->lock: the thread running `current`
@@ -428,6 +430,31 @@ static sj_task *take_task(sj_pool *pool)
 
 /* ---- workers ----------------------------------------------------------- */
 
+/* The metrics of one ended task (sj_metrics.h). */
+static void count_outcome(const sj_task *t, sj_outcome out,
+                          sj_stop_reason reason, long long ms)
+{
+    sj_metrics_task_finished(t->executor_info, sj_outcome_name(out),
+                             ms / 1000.0);
+    switch (out) {
+    case SJ_OUT_TIMEOUT:
+        sj_metrics_interrupted(SJ_CAUSE_TIMEOUT);
+        break;
+    case SJ_OUT_NOMEM:
+        sj_metrics_interrupted(SJ_CAUSE_MEMORY);
+        break;
+    case SJ_OUT_SHUTDOWN:
+        sj_metrics_interrupted(SJ_CAUSE_SHUTDOWN);
+        break;
+    case SJ_OUT_STOPPED:
+        sj_metrics_interrupted(reason == SJ_STOP_SHUTDOWN ? SJ_CAUSE_SHUTDOWN
+                                                          : SJ_CAUSE_STOP);
+        break;
+    default:
+        break;
+    }
+}
+
 /* Run t on vm; returns 0 once reported, or -1 when the worker was retired
  * meanwhile (incarnation `me` is gone: nothing is reported). */
 static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
@@ -460,6 +487,7 @@ static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
     }
     w->finishing = 1;
     pthread_mutex_unlock(&pool->lock);
+    count_outcome(t, run.outcome, run.stop_reason, sj_mono_ms() - t0);
     SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
              (long long)t->task_batch_id, t->executor_info,
              sj_outcome_name(run.outcome), sj_mono_ms() - t0);
@@ -523,6 +551,7 @@ static int rebuild(worker *w, char *err, size_t errlen)
         gen_unref(w->gen);
         w->gen = g;
         atomic_store(&w->gen_number, g->number);
+        atomic_store(&w->lua_bytes, sj_vm_mem_used(vm));
         SJ_DEBUG("worker-%d on generation %llu (built in %lld ms)", w->index,
                  g->number, sj_mono_ms() - t0);
     } else {
@@ -583,7 +612,11 @@ static void *worker_thread(void *arg)
         gen *mine = w->gen;
         pthread_mutex_unlock(&pool->lock);
 
-        if (run_task(w, vm, t, me) != 0) {
+        sj_log_task_begin(t->job_id, t->task_batch_id, t->task_id,
+                          t->executor_info);
+        int retired = run_task(w, vm, t, me) != 0;
+        sj_log_task_end();
+        if (retired) {
             /* Retired while stuck: the slot has a new worker; this thread
              * only cleans up what it still owns. */
             sj_vm_close(vm);
@@ -592,6 +625,7 @@ static void *worker_thread(void *arg)
             pool_unref(pool);
             return NULL;
         }
+        atomic_store(&w->lua_bytes, sj_vm_mem_used(w->vm));
         if (sj_vm_needs_rebuild(w->vm)) {
             /* Interrupted or out of memory: the loop's top builds a clean
              * state (from the newest generation) before the next task. */
@@ -655,10 +689,12 @@ static void retire(sj_pool *pool, worker *w, int report, char **rep,
                                          : "stopped",
                  (double)grace / 1000.0, where);
         *rep = sj_task_report_json(t, out, NULL, msg, NULL);
+        count_outcome(t, out, SJ_STOP_NONE, sj_mono_ms() - t->received_ms);
         *fan = fan_take(pool, t);
         *batch = t->task_batch_id;
     }
     n = atomic_fetch_add(&pool->retired, 1) + 1;
+    sj_metrics_worker_retired();
     SJ_ERROR("worker-%d retired: task %lld (executor %s) did not give up "
              "control within stop_grace %.3g s after its %s, stuck near %s "
              "(in a C call); %zu worker(s) retired so far",
@@ -1107,6 +1143,13 @@ size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
 {
     for (int i = 0; i < pool->n_workers && (size_t)i < max; i++)
         out[i] = atomic_load(&pool->workers[i].gen_number);
+    return (size_t)pool->n_workers;
+}
+
+size_t sj_pool_worker_memory(sj_pool *pool, size_t *out, size_t max)
+{
+    for (int i = 0; i < pool->n_workers && (size_t)i < max; i++)
+        out[i] = atomic_load(&pool->workers[i].lua_bytes);
     return (size_t)pool->n_workers;
 }
 

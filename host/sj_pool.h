@@ -135,6 +135,10 @@ unsigned long long sj_pool_generation(sj_pool *pool);
 size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
                                   size_t max);
 
+/* Bytes each worker's Lua state held after its last task (or build),
+ * into out[0..max). Returns the number of workers. Any thread. */
+size_t sj_pool_worker_memory(sj_pool *pool, size_t *out, size_t max);
+
 /* Tasks waiting and running, for tests and benchmarks. */
 void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running);
 

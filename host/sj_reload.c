@@ -9,6 +9,7 @@
 #include "sj_error.h"
 #include "sj_files.h"
 #include "sj_log.h"
+#include "sj_metrics.h"
 #include "sj_watch.h"
 
 #define DEFAULT_DEBOUNCE_MS 50
@@ -132,6 +133,7 @@ static void do_reload(void *ud, const char *why)
         }
     }
     if (rc != 0) {
+        sj_metrics_reload_failed();
         SJ_ERROR("reload (%s) failed; generation %llu stays in force: %s", why,
                  before, err);
         strv_free(&old);

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,4 +35,70 @@ size_t sj_text_distance(const char *a, const char *b, int fold_case)
     d = row[lb];
     free(row);
     return d;
+}
+
+#define MASK_MIN 12 /* shorter secrets show nothing but the ellipsis */
+
+void sj_text_mask(const char *secret, char *out, size_t n)
+{
+    size_t len = secret != NULL ? strlen(secret) : 0;
+
+    if (n == 0)
+        return;
+    if (len == 0)
+        out[0] = '\0';
+    else if (len < MASK_MIN)
+        snprintf(out, n, "\xe2\x80\xa6");
+    else
+        snprintf(out, n, "%.4s\xe2\x80\xa6%s", secret, secret + len - 2);
+}
+
+char *sj_text_redact(const char *text, const char *secret, char *out, size_t n)
+{
+    char mask[32];
+    size_t used = 0, slen, mlen;
+    const char *p = text, *hit;
+
+    if (n == 0)
+        return out;
+    if (secret == NULL || secret[0] == '\0') {
+        snprintf(out, n, "%s", text);
+        return out;
+    }
+    sj_text_mask(secret, mask, sizeof mask);
+    slen = strlen(secret);
+    mlen = strlen(mask);
+    out[0] = '\0';
+    while (used + 1 < n) {
+        size_t take;
+
+        hit = strstr(p, secret);
+        take = hit != NULL ? (size_t)(hit - p) : strlen(p);
+        if (take > n - 1 - used)
+            take = n - 1 - used;
+        memcpy(out + used, p, take);
+        used += take;
+        if (hit == NULL || used + 1 >= n)
+            break;
+        /* never a cut mask: it could end in the secret's own bytes */
+        if (mlen > n - 1 - used)
+            break;
+        memcpy(out + used, mask, mlen);
+        used += mlen;
+        p = hit + slen;
+    }
+    out[used] = '\0';
+    return out;
+}
+
+int sj_text_equal_ct(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = la != lb;
+
+    /* Walks all of `b`; `a` is read only while inside it. */
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)((i < la ? (unsigned char)a[i] : 0) ^
+                                (unsigned char)b[i]);
+    return diff == 0;
 }

@@ -6,6 +6,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -52,9 +53,19 @@ static void absl_deadlock_detection_off(void)
 
 static pthread_once_t absl_once = PTHREAD_ONCE_INIT;
 
+/* gRPC's own log lines go through the host log (one format, one line
+ * each, the token masked), at DEBUG: what matters is said again by our
+ * own error, e.g. a port in use. */
+static void grpc_log_to_host(gpr_log_func_args *args)
+{
+    sj_log(SJ_LOG_DEBUG, "grpc %s:%d: %s", args->file ? args->file : "?",
+           args->line, args->message ? args->message : "");
+}
+
 void sj_transport_init(void)
 {
     pthread_once(&absl_once, absl_deadlock_detection_off);
+    gpr_set_log_function(grpc_log_to_host);
     grpc_init();
 }
 
@@ -323,7 +334,7 @@ static void *srv_thread(void *arg)
 int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
                     sj_server **out, int *port)
 {
-    grpc_arg a[4];
+    grpc_arg a[5];
     grpc_channel_args args;
     grpc_server_credentials *creds;
     sj_server *s;
@@ -340,7 +351,11 @@ int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
     set_int_arg(&a[2], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                 10000);
     set_int_arg(&a[3], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    make_args(a, 2, &args);
+    /* gRPC sets SO_REUSEPORT by default: a second host on a port in use
+     * would then bind as well and the kernel would split the server's
+     * connections between two processes. A port in use must fail. */
+    set_int_arg(&a[4], GRPC_ARG_ALLOW_REUSEPORT, 0);
+    make_args(a, 3, &args);
 
     sj_transport_init();
     s->cq = grpc_completion_queue_create_for_next(NULL);

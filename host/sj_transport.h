@@ -49,7 +49,8 @@ typedef void (*sj_server_handler)(void *ud, const sj_request *req,
 
 /* Listen on `addr` ("127.0.0.1:17889", "0.0.0.0:0" for any port). On
  * success *out is running and *port (if non-NULL) holds the bound port.
- * SJ_EIO if the address cannot be bound. */
+ * SJ_EIO if the address cannot be bound, also when another process
+ * listens on the port (SO_REUSEPORT is off). */
 int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
                     sj_server **out, int *port);
 

@@ -36,10 +36,11 @@ typedef struct report {
     int refusals;
     int failures;
     int in_flight;
-    long long next_try; /* monotonic ms */
-    int64_t batch;      /* taskBatchId for the barrier; 0: none */
-    int held;           /* 1: waits for its batch's holders (not sent) */
-    int releases;       /* 1: its ack ends one hold of `batch` */
+    long long next_try;  /* monotonic ms */
+    int64_t batch;       /* taskBatchId for the barrier; 0: none */
+    int held;            /* 1: waits for its batch's holders (not sent) */
+    int releases;        /* 1: its ack ends one hold of `batch` */
+    long long queued_at; /* monotonic ms it was queued (journal age) */
 } report;
 
 /* Holders of one batch's report barrier (sj_upstream.h). */
@@ -228,6 +229,7 @@ static void beat_done(void *ud, int err, const char *detail,
         }
         set_state(up, LINK_UP, "");
         up->stats.beats_ok++;
+        up->stats.last_ok_ms = sj_now_ms();
         up->backoff_ms = BACKOFF_MIN_MS;
         up->next_beat = now + beat_interval_ms(up);
     } else {
@@ -425,6 +427,7 @@ static int enqueue_report(sj_upstream *up, char *body, uint64_t seq)
         return SJ_ENOMEM;
     r->body = body;
     r->seq = seq;
+    r->queued_at = sj_mono_ms();
     r->prev = up->rtail;
     if (up->rtail)
         up->rtail->next = r;
@@ -1020,5 +1023,10 @@ void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st)
     *st = up->stats;
     st->reports_pending = up->n_reports;
     st->reports_held = up->n_held;
+    st->oldest_report_age_ms = 0;
+    for (report *r = up->rhead; r != NULL; r = r->next)
+        if (sj_mono_ms() - r->queued_at > st->oldest_report_age_ms)
+            st->oldest_report_age_ms = sj_mono_ms() - r->queued_at;
+    st->reachable = up->state == LINK_UP;
     pthread_mutex_unlock(&up->lock);
 }

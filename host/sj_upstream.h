@@ -140,6 +140,9 @@ typedef struct sj_upstream_stats {
     unsigned long reports_sent, reports_acked, reports_pending;
     unsigned long reports_held; /* pending reports held by a barrier now */
     unsigned long log_lines_sent, log_lines_dropped, log_lines_queued;
+    long long oldest_report_age_ms; /* of the oldest pending report, or 0 */
+    long long last_ok_ms; /* wall-clock ms of the last accepted beat, 0 */
+    int reachable;        /* the last heartbeat was accepted */
 } sj_upstream_stats;
 void sj_upstream_get_stats(sj_upstream *up, sj_upstream_stats *st);
 

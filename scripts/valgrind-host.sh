@@ -25,7 +25,7 @@ port=$(awk '/^LISTENING/ {print $2; exit}' "$work/emu.out")
 [ -n "$port" ] || { echo "valgrind-host: emulator did not start"; exit 1; }
 
 SNAIL_SERVER_PORT=$port SNAIL_HOST_PORT=0 SNAIL_EXECUTORS=examples \
-SNAIL_BEAT_INTERVAL=0.5 SNAIL_SPOOL_DIR="$work/spool" SNAIL_WORKERS=2 \
+SNAIL_BEAT_INTERVAL=1 SNAIL_SPOOL_DIR="$work/spool" SNAIL_WORKERS=2 \
 valgrind -q --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite,indirect \
     --suppressions=.ci/valgrind.supp --log-file="$work/valgrind.log" \

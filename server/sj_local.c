@@ -743,6 +743,7 @@ int sj_local_run(const sj_local_options *o, sj_local_report *out, char *err,
 
     /* The host's half, wired as serve() wires it. */
     atomic_init(&lh.pool, NULL);
+    memset(&ep, 0, sizeof ep);
     ep.token = o->cfg->token;
     ep.ops.dispatch = lh_dispatch;
     ep.ops.stop = lh_stop;

@@ -16,7 +16,7 @@ return {
   log_file = "",                                       -- also append the host log here ("" = stderr only)
   executors = "",                                      -- executor files, dirs or globs: "a:b" or { "jobs/", "x.lua" }
   workers = 4,                                         -- worker threads, one Lua state each (1-1024)
-  beat_interval = 10,                                  -- heartbeat seconds, fractions allowed (> 0, <= 30)
+  beat_interval = 10,                                  -- heartbeat seconds, fractions allowed (1 to 30)
   executor_type = 2,                                   -- type announced to the server: 1 Java, 2 Python, 3 Go
   queue_size = 1024,                                   -- tasks that may wait for a worker
   log_remote_interval = 1,                             -- seconds between task-log uploads
@@ -32,4 +32,7 @@ return {
   stop_grace = 3,                                      -- s a stopped task may stay in a C call before its worker is retired
   load_timeout = 5,                                    -- s an executor file may take to load
   cleanup_budget = 1,                                  -- s for __close handlers after an interruption
+  bind_host = "0.0.0.0",                               -- address the listener binds
+  metrics_listen = "",                                 -- "127.0.0.1:9464": /metrics and /healthz ("" = off)
+  log_format = "text",                                 -- "text" or "json" (one record per line)
 }

@@ -165,7 +165,7 @@ static inline void h_host_dir(h_host *h)
 /*
  * Start the binary in h->dir with the given server port and extra
  * "NAME=value" settings (NULL-terminated). Executors default to
- * <dir>/executors, the beat interval to 0.5 s, the port to a free one
+ * <dir>/executors, the beat interval to 1 s (its floor), the port to a free one
  * (h->port, kept across restarts when already set).
  */
 static inline void h_host_start(h_host *h, int server_port, ...)
@@ -192,7 +192,7 @@ static inline void h_host_start(h_host *h, int server_port, ...)
         setenv("SNAIL_HOST_PORT", buf, 1);
         setenv("SNAIL_HOST_IP", "127.0.0.1", 1);
         setenv("SNAIL_EXECUTORS", "executors", 1);
-        setenv("SNAIL_BEAT_INTERVAL", "0.5", 1);
+        setenv("SNAIL_BEAT_INTERVAL", "1", 1);
         setenv("SNAIL_LOG_LEVEL", "DEBUG", 1);
         setenv("SNAIL_WORKERS", "2", 1);
         va_start(ap, server_port);

@@ -9,8 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "sj_config.h"
 #include "sj_error.h"
+#include "sj_log.h"
+#include "sj_text.h"
 
 extern char **environ;
 
@@ -203,7 +207,7 @@ static const char config_lua[] =
     "  labels = { env = 'prod', zone = 'a', rev = 7, state = 'down' },\n"
     "  executors = { 'jobs/a.lua', 'jobs/dir', 'more/*.lua' },\n"
     "  workers = 8.0,\n"
-    "  beat_interval = 0.5,\n"
+    "  beat_interval = 1.5,\n"
     "  log_level = 'warning',\n"
     "}\n";
 
@@ -223,7 +227,7 @@ static void test_precedence(void)
     CHECK_STR(cfg.executors, "jobs/a.lua:jobs/dir:more/*.lua");
     CHECK_STR(cfg.labels, "env:prod,rev:7,state:down,zone:a");
     CHECK(cfg.workers == 8);
-    CHECK(cfg.beat_interval == 0.5);
+    CHECK(cfg.beat_interval == 1.5);
     CHECK_STR(cfg.log_level, "warning");
     CHECK_STR(cfg.server_host, "127.0.0.1");
     item(&cfg, "server_port", &it);
@@ -233,7 +237,7 @@ static void test_precedence(void)
     CHECK(it.source == SJ_SRC_FILE);
     CHECK_STR(it.value, "ns-1");
     item(&cfg, "beat_interval", &it);
-    CHECK_STR(it.value, "0.5");
+    CHECK_STR(it.value, "1.5");
     item(&cfg, "server_host", &it);
     CHECK(it.source == SJ_SRC_DEFAULT && it.origin == NULL);
     json = sj_config_labels_json(&cfg);
@@ -278,13 +282,13 @@ static void test_precedence(void)
     /* the environment over .env */
     setenv("SNAIL_SERVER_PORT", "20000", 1);
     setenv("SNAIL_EXECUTORS", "/opt/jobs:/srv/*.lua", 1);
-    setenv("SNAIL_BEAT_INTERVAL", "0.25", 1);
+    setenv("SNAIL_BEAT_INTERVAL", "1.25", 1);
     setenv("SNAIL_LOG_FILE", "", 1); /* set but empty is still set */
     setenv("SNAIL_NOT_A_SETTING", "x", 1);
     CHECK(sj_config_load(&cfg, lua_path, env_path, err, sizeof err) == 0);
     CHECK(cfg.server_port == 20000);
     CHECK_STR(cfg.executors, "/opt/jobs:/srv/*.lua");
-    CHECK(cfg.beat_interval == 0.25);
+    CHECK(cfg.beat_interval == 1.25);
     CHECK(cfg.workers == 3);
     item(&cfg, "server_port", &it);
     CHECK(it.source == SJ_SRC_ENV && it.origin == NULL);
@@ -340,7 +344,7 @@ static void test_file_errors(void)
     EXPECT_ERROR("return { beat_interval = 30.5 }", NULL, "'beat_interval'",
                  "at most 30");
     EXPECT_ERROR("return { beat_interval = -1 }", NULL, "'beat_interval'",
-                 "greater than 0");
+                 "from 1");
     EXPECT_ERROR("return { log_level = 'LOUD' }", NULL, "'log_level'", "DEBUG",
                  "'LOUD'");
     EXPECT_ERROR("return { group_name = '' }", NULL, "'group_name'", "empty");
@@ -403,7 +407,10 @@ static void test_text_errors(void)
         {"SNAIL_LOG_LEVEL", "TRACE", "got 'TRACE'"},
         {"SNAIL_LOG_LEVEL", "OFF", "got 'OFF'"},
         {"SNAIL_EXECUTOR_TYPE", "0", "1 to 3"},
-        {"SNAIL_BEAT_INTERVAL", "0", "greater than 0"},
+        {"SNAIL_BEAT_INTERVAL", "0", "from 1"},
+        {"SNAIL_BEAT_INTERVAL", "1e-9", "got '1e-9'"},
+        {"SNAIL_BEAT_INTERVAL", "0.99", "at least 1 s"},
+        {"SNAIL_TOKEN", "", "SNAIL_TOKEN: must not be empty"},
         {"SNAIL_BEAT_INTERVAL", "45", "40 s"},
         {"SNAIL_BEAT_INTERVAL", "nan", "got 'nan'"},
         {"SNAIL_BEAT_INTERVAL", "", "got ''"},
@@ -488,6 +495,111 @@ static void test_lists_and_choices(void)
     EXPECT_ERROR(NULL, "SNAIL_STOP_GRACE=0\n", "greater than 0");
 }
 
+/* The token: masked in the item rows, in redacted text and in the log;
+ * compared in constant time; an unknown SNAIL_* variable warns with the
+ * closest known name. */
+static void test_secrets_and_hygiene(void)
+{
+    const char *tok = "SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj";
+    char mask[32], red[256], logp[160], err[512], *log;
+    sj_config cfg;
+    sj_config_item it;
+    FILE *f;
+
+    sj_text_mask(tok, mask, sizeof mask);
+    CHECK_STR(mask, "SJ_W\xe2\x80\xa6nj");
+    sj_text_mask("short", mask, sizeof mask);
+    CHECK_STR(mask, "\xe2\x80\xa6");
+    sj_text_mask("", mask, sizeof mask);
+    CHECK_STR(mask, "");
+    sj_text_redact("Token authentication failed. [token:SJ_Wyz3dmsdbDOkDujOTS"
+                   "SoBjGQP1BMsVnj] again SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj",
+                   tok, red, sizeof red);
+    CHECK_STR(red, "Token authentication failed. [token:SJ_W\xe2\x80\xa6nj] "
+                   "again SJ_W\xe2\x80\xa6nj");
+    /* cut short: never a prefix of the secret left behind */
+    sj_text_redact("ab SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnj", tok, red, 6);
+    CHECK_STR(red, "ab ");
+    CHECK(sj_text_equal_ct(tok, tok) == 1);
+    CHECK(sj_text_equal_ct("SJ_Wyz3dmsdbDOkDujOTSSoBjGQP1BMsVnJ", tok) == 0);
+    CHECK(sj_text_equal_ct("SJ_W", tok) == 0);
+    CHECK(sj_text_equal_ct("", tok) == 0);
+    CHECK(sj_text_equal_ct(tok, "") == 0);
+
+    /* --print-config rows: the token masked */
+    CHECK(sj_config_load(&cfg, NULL, none_path, err, sizeof err) == 0);
+    item(&cfg, "token", &it);
+    CHECK_STR(it.value, "SJ_W\xe2\x80\xa6nj");
+    CHECK_STR(cfg.token, tok); /* the value itself is whole */
+    sj_config_free(&cfg);
+
+    /* the log masks it, and warns about a misspelt variable */
+    snprintf(logp, sizeof logp, "%s/host.log", dir);
+    CHECK(sj_log_open_file(logp) == 0);
+    sj_log_set_secret(tok);
+    SJ_WARN("server said: bad token %s", tok);
+    setenv("SNAIL_BEAT_INTERVALL", "5", 1);
+    setenv("SNAIL_ZZZZZZZZZZZZ", "5", 1);
+    CHECK(sj_config_load(&cfg, NULL, none_path, err, sizeof err) == 0);
+    CHECK(cfg.warnings_ != NULL); /* kept until the log format is known */
+    sj_config_warn(&cfg);
+    sj_config_free(&cfg);
+    unsetenv("SNAIL_BEAT_INTERVALL");
+    unsetenv("SNAIL_ZZZZZZZZZZZZ");
+    /* json: a message that escapes to more than the line holds is cut
+     * between escapes, and the line stays one valid object */
+    {
+        char big[3001];
+        memset(big, '\x01', 3000);
+        big[0] = '"';
+        big[3000] = '\0';
+        sj_log_set_format(SJ_LOG_JSON);
+        SJ_WARN("%s", big);
+        SJ_WARN("bad \xff byte, token %s\nsecond line", tok);
+        sj_log_set_format(SJ_LOG_TEXT);
+    }
+    sj_log_open_file(NULL);
+    sj_log_set_secret(NULL);
+    f = fopen(logp, "r");
+    log = calloc(1, 65536);
+    if (f != NULL && log != NULL)
+        log[fread(log, 1, 65535, f)] = '\0';
+    if (f != NULL)
+        fclose(f);
+    if (log != NULL) {
+        CHECK(strstr(log, tok) == NULL);
+        CHECK_HAS(log, "bad token SJ_W\xe2\x80\xa6nj");
+        CHECK_HAS(log, "unknown setting SNAIL_BEAT_INTERVALL ignored (did you "
+                       "mean SNAIL_BEAT_INTERVAL?)");
+        CHECK_HAS(log, "unknown setting SNAIL_ZZZZZZZZZZZZ ignored");
+        /* the two JSON lines: the last two lines of the file */
+        char *end = log + strlen(log), *l1, *l2;
+        json_t *o1, *o2;
+        while (end > log && end[-1] == '\n')
+            *--end = '\0';
+        l2 = strrchr(log, '\n');
+        if (l2 != NULL) {
+            *l2++ = '\0';
+            l1 = strrchr(log, '\n');
+            l1 = l1 ? l1 + 1 : log;
+            o1 = json_loads(l1, 0, NULL);
+            o2 = json_loads(l2, 0, NULL);
+            CHECK(json_is_object(o1) && json_is_object(o2));
+            CHECK(strlen(json_string_value(json_object_get(o1, "message"))) >
+                  1000);
+            CHECK_STR(json_string_value(json_object_get(o2, "message")),
+                      "bad \xef\xbf\xbd byte, token SJ_W\xe2\x80\xa6nj\n"
+                      "second line");
+            CHECK(json_is_null(json_object_get(o2, "task_id")));
+            json_decref(o1);
+            json_decref(o2);
+        }
+        CHECK(l2 != NULL);
+    }
+    free(log);
+    unlink(logp);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/sj_config_XXXXXX";
@@ -507,6 +619,7 @@ int main(void)
     test_file_errors();
     test_text_errors();
     test_lists_and_choices();
+    test_secrets_and_hygiene();
 
     unlink(lua_path);
     unlink(env_path);

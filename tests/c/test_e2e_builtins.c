@@ -634,10 +634,10 @@ int main(void)
                  "sj.job('ownJob', function() end)\n");
     h_write_file(host_b.dir, "executors/none.lua", "-- nothing\n");
     h_host_start(&host_a, emu_port, "SNAIL_BUILTINS=all",
-                 "SNAIL_BEAT_INTERVAL=0.2", "SNAIL_LOG_REMOTE_INTERVAL=0.02",
+                 "SNAIL_BEAT_INTERVAL=1", "SNAIL_LOG_REMOTE_INTERVAL=0.02",
                  "no_proxy=*", "NO_PROXY=*", NULL);
     h_host_start(&host_b, emu_port, "SNAIL_BUILTINS=http",
-                 "SNAIL_HTTP_ALLOW=localhost", "SNAIL_BEAT_INTERVAL=0.2",
+                 "SNAIL_HTTP_ALLOW=localhost", "SNAIL_BEAT_INTERVAL=1",
                  "SNAIL_LOG_REMOTE_INTERVAL=0.02", "no_proxy=*", "NO_PROXY=*",
                  NULL);
     snprintf(target_a, sizeof target_a, "127.0.0.1:%d", host_a.port);

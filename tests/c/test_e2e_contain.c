@@ -299,7 +299,7 @@ static void test_lua_allow(void)
         h_write_file(sub, "jobs.lua", executors_lua);
     }
     h_host_start(&hb, emu_port, "SNAIL_LUA_ALLOW=os.execute,io.popen",
-                 "SNAIL_BEAT_INTERVAL=0.2", NULL);
+                 "SNAIL_BEAT_INTERVAL=1", NULL);
     snprintf(target, sizeof target, "127.0.0.1:%d", hb.port);
     CHECK(wait_ready(&hb));
     sj_srv_job j = job_on(target, "escapeExecute", "");
@@ -565,7 +565,7 @@ static void test_reload_follows_require(void)
                  "sj.job('helperJob', function() return sj.success(helper.v) "
                  "end)\n");
     snprintf(env, sizeof env, "SNAIL_LUA_PATH=%s/?.lua", lib);
-    h_host_start(&h, emu_port, env, "SNAIL_BEAT_INTERVAL=0.2", NULL);
+    h_host_start(&h, emu_port, env, "SNAIL_BEAT_INTERVAL=1", NULL);
     snprintf(target, sizeof target, "127.0.0.1:%d", h.port);
     CHECK(wait_ready(&h));
     h_write_file(lib, "helper.lua", "return { v = 'two' }\n");
@@ -629,7 +629,7 @@ int main(void)
     snprintf(cpath, sizeof cpath, "SNAIL_LUA_CPATH=%s/?.so", cmod);
     h_host_start(&host_a, emu_port, cpath, "SNAIL_WORKERS=2",
                  "SNAIL_STOP_GRACE=1", "SNAIL_CLEANUP_BUDGET=0.5",
-                 "SNAIL_LOAD_TIMEOUT=1", "SNAIL_BEAT_INTERVAL=0.2",
+                 "SNAIL_LOAD_TIMEOUT=1", "SNAIL_BEAT_INTERVAL=1",
                  "SNAIL_LOG_REMOTE_INTERVAL=0.02", NULL);
     snprintf(target_a, sizeof target_a, "127.0.0.1:%d", host_a.port);
     if (!wait_ready(&host_a)) {

@@ -6,7 +6,7 @@
  *   registration    first /beat and /register/job/executors < 1 s after
  *                   spawn with every header of protocol.md §3.1; host-id
  *                   new at each start
- *   heartbeat       SNAIL_BEAT_INTERVAL=0.3 gives beats ~300 ms apart
+ *   heartbeat       SNAIL_BEAT_INTERVAL=1 (the floor) gives beats ~1 s apart
  *   token           a wrong or missing SJ-TOKEN is refused in-band and
  *                   logged; the right one works
  *   hostile input   garbage protobuf, unknown gRPC method, unknown uri,
@@ -267,7 +267,7 @@ static void check_headers(const sj_request *r, int port)
 
 static void start_main_host(void)
 {
-    h_host_start(&H, emu_port, "SNAIL_BEAT_INTERVAL=0.3",
+    h_host_start(&H, emu_port, "SNAIL_BEAT_INTERVAL=1",
                  "SNAIL_LABELS=env:dev,zone:z-1", "SNAIL_EXECUTOR_TYPE=1",
                  "SNAIL_LOG_LEVEL=INFO", NULL);
 }
@@ -386,10 +386,10 @@ static void test_heartbeat(void)
     seen b[17];
     size_t n;
 
-    /* 9 beats = 8 intervals at 0.3 s: ~2.4 s. */
-    CHECK(wait_from(s, "/beat", H.port, since, 9, H_MS(6000)) >= 9);
+    /* 4 beats = 3 intervals at 1 s (the floor): ~3 s. */
+    CHECK(wait_from(s, "/beat", H.port, since, 4, H_MS(8000)) >= 4);
     n = requests_from(s, "/beat", H.port, since, b, 17);
-    if (n < 9)
+    if (n < 4)
         return;
     n = n > 17 ? 17 : n;
     printf("  beat intervals (ms):");
@@ -398,16 +398,15 @@ static void test_heartbeat(void)
         printf(" %lld", iv[i - 1]);
         CHECK(strcmp(b[i].host_id, H_id) == 0);
         /* Never faster than the interval (minus clock granularity). */
-        CHECKF(iv[i - 1] >= 250, "beat interval %lld ms", iv[i - 1]);
-        CHECKF(iv[i - 1] <= 300 + H_MS(300), "beat interval %lld ms",
+        CHECKF(iv[i - 1] >= 950, "beat interval %lld ms", iv[i - 1]);
+        CHECKF(iv[i - 1] <= 1000 + H_MS(300), "beat interval %lld ms",
                iv[i - 1]);
     }
     printf("\n");
     qsort(iv, n - 1, sizeof iv[0], cmp_ll);
     median = iv[(n - 1) / 2];
-    printf("  median beat interval %lld ms (SNAIL_BEAT_INTERVAL=0.3)\n",
-           median);
-    CHECKF(median >= 200 && median <= 300 + H_MS(100),
+    printf("  median beat interval %lld ms (SNAIL_BEAT_INTERVAL=1)\n", median);
+    CHECKF(median >= 900 && median <= 1000 + H_MS(100),
            "median interval %lld ms", median);
 }
 
@@ -467,8 +466,10 @@ static void test_token(void)
     CHECK(rep.status == SJ_STATUS_NO);
     CHECK(str_has(rep.message, "Authentication failed"));
     sj_reply_free(&rep);
-    CHECK(
-        log_wait(&H, "inbound /job/dispatch/v1 refused: SJ-TOKEN", H_MS(2000)));
+    /* Refusals are logged once per 10 s with a count: this one is only
+     * counted (test_e2e_operator checks the count line). */
+    h_sleep_ms(200);
+    CHECK(!h_log_has(&H, "inbound /job/dispatch/v1 refused: SJ-TOKEN"));
 
     /* No SJ-TOKEN header at all; reqId echoed. */
     CHECK(sj_channel_open(H_addr, NULL, &ch) == 0);
@@ -478,7 +479,6 @@ static void test_token(void)
         CHECK(rep.req_id == 4242);
         CHECK(str_has(rep.message, "Authentication failed"));
         sj_reply_free(&rep);
-        CHECK(log_wait(&H, "header missing", H_MS(2000)));
         sj_channel_close(ch);
     }
 
@@ -800,8 +800,8 @@ static void test_server_restart(void)
 
     CHECKF(up0 == 2, "'%s' logged %d times over two starts", UP_LINE, up0);
     sj_emu_stop(emu);
-    /* Down for 1.5 s: at 0.3 s that is several failed heartbeats. */
-    h_sleep_ms(1500);
+    /* Down for 2.5 s: at 1 s that is several failed heartbeats. */
+    h_sleep_ms(2500);
     CHECK(h_host_alive(&H));
     snprintf(addr, sizeof addr, "127.0.0.1:%d", emu_port);
     CHECK(sj_emu_start(emu, addr, NULL) == 0);
@@ -810,9 +810,11 @@ static void test_server_restart(void)
     if (requests_from(s, "/beat", H.port, t_start, b, 1) >= 1) {
         delay = b[0].t - t_start;
         printf("  re-registered %lld ms after the emulator restarted "
-               "(interval 300 ms)\n",
+               "(interval 1000 ms)\n",
                delay);
-        CHECKF(delay <= 300 + H_MS(200), "re-registration took %lld ms", delay);
+        /* the retry cap (1 s) plus the channel's reconnect cap (250 ms) */
+        CHECKF(delay <= 1250 + H_MS(400), "re-registration took %lld ms",
+               delay);
         CHECK(strcmp(b[0].host_id, H_id) == 0);
     }
     CHECK(wait_from(s, "/register/job/executors", H.port, t_start, 1,
@@ -869,7 +871,7 @@ static void test_server_late(void)
 
     h_host_dir(&h2);
     h_write_file(h2.dir, "executors/jobs.lua", EXECUTORS_LUA);
-    h_host_start(&h2, port, "SNAIL_BEAT_INTERVAL=0.5", NULL);
+    h_host_start(&h2, port, "SNAIL_BEAT_INTERVAL=1", NULL);
     /* 1.2 s with nobody listening, then 1.3 s of a port that accepts and
      * drops connections (a different failure): the host keeps trying and
      * logs the outage once. */
@@ -881,7 +883,7 @@ static void test_server_late(void)
     CHECK(h_host_alive(&h2));
     CHECKF(down_lines(&h2) == 1, "'%s' logged %d times", DOWN_LINE,
            down_lines(&h2));
-    CHECK(h_log_has(&h2, "retrying every 500 ms at most"));
+    CHECK(h_log_has(&h2, "retrying every 1000 ms at most"));
     CHECK(!h_log_has(&h2, UP_LINE));
 
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -925,7 +927,7 @@ static void test_server_refusing(void)
         return;
     h_host_dir(&h3);
     h_write_file(h3.dir, "executors/jobs.lua", EXECUTORS_LUA);
-    h_host_start(&h3, port, "SNAIL_BEAT_INTERVAL=0.5", NULL);
+    h_host_start(&h3, port, "SNAIL_BEAT_INTERVAL=1", NULL);
     /* 250, 500, then capped at 500: 7 beats in ~2.3 s. */
     wait_from(sj_emu_srv(e), "/beat", h3.port, 0, 7, H_MS(6000));
     n = requests_from(sj_emu_srv(e), "/beat", h3.port, 0, b, 12);
@@ -1105,7 +1107,9 @@ static void test_config_cli(void)
     expect_row(out, "SNAIL_SERVER_PORT", "1001", "file");
     expect_row(out, "SNAIL_BEAT_INTERVAL", "2.5", "file");
     expect_row(out, "SNAIL_GROUP_NAME", GROUP, "default");
-    expect_row(out, "SNAIL_TOKEN", TOKEN, "default");
+    /* masked: never printed whole */
+    expect_row(out, "SNAIL_TOKEN", "SJ_W\xe2\x80\xa6nj", "default");
+    CHECK(strstr(out, TOKEN) == NULL);
     expect_row(out, "SNAIL_EXECUTOR_TYPE", "2", "default");
     CHECK(str_has(out, "conf.lua")); /* where the file values came from */
     free(out);

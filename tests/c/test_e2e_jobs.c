@@ -1024,11 +1024,10 @@ int main(void)
         h_write_file(sub, "jobs.lua", executors_lua);
     }
     h_host_start(&host_a, emu_port, "SNAIL_WORKERS=1",
-                 "SNAIL_MEMORY_LIMIT_MB=32", "SNAIL_BEAT_INTERVAL=0.2",
+                 "SNAIL_MEMORY_LIMIT_MB=32", "SNAIL_BEAT_INTERVAL=1",
                  "SNAIL_LOG_REMOTE_INTERVAL=0.02", NULL);
-    h_host_start(&host_b, emu_port, "SNAIL_WORKERS=2",
-                 "SNAIL_BEAT_INTERVAL=0.2", "SNAIL_LOG_REMOTE_INTERVAL=0.02",
-                 NULL);
+    h_host_start(&host_b, emu_port, "SNAIL_WORKERS=2", "SNAIL_BEAT_INTERVAL=1",
+                 "SNAIL_LOG_REMOTE_INTERVAL=0.02", NULL);
     snprintf(target_a, sizeof target_a, "127.0.0.1:%d", host_a.port);
     if (!wait_node(&host_a) || !wait_node(&host_b)) {
         fprintf(stderr,
