@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sj_text.h"
+
 /* A growing buffer; p becomes NULL (and stays) when memory runs out. */
 typedef struct buf {
     char *p;
@@ -33,42 +35,6 @@ static void put(buf *b, const char *s, size_t n)
 
 #define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if the
- * bytes there are not one (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < need || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return need;
-}
-
 /* s as a JSON string, escaped as jansson's dump escapes it. */
 static void put_str(buf *b, const char *s, size_t n)
 {
@@ -79,8 +45,9 @@ static void put_str(buf *b, const char *s, size_t n)
     PUT_LIT(b, "\"");
     while (i < n) {
         unsigned char c = u[i];
-        size_t seq =
-            c >= 0x20 && c != '"' && c != '\\' ? utf8_seq(u + i, n - i) : 1;
+        size_t seq = c >= 0x20 && c != '"' && c != '\\'
+                         ? sj_text_utf8_len(u + i, n - i)
+                         : 1;
         if (c >= 0x20 && c != '"' && c != '\\' && seq > 0) {
             i += seq;
             continue;

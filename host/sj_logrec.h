@@ -9,7 +9,7 @@
  * are not UTF-8 become U+FFFD (jansson refused such a message, and the
  * record went without it).
  *
- * A leaf (libc only); pure functions, any thread.
+ * Depends on sj_text only (libc otherwise); pure functions, any thread.
  */
 #ifndef SJ_LOGREC_H
 #define SJ_LOGREC_H
