@@ -100,6 +100,8 @@ static long long pct(const long long *v, size_t n, double p)
 
 /* ---- the child host ----------------------------------------------------- */
 
+static const char *spool_sync; /* --spool-sync: SNAIL_SPOOL_SYNC, or NULL */
+
 static pid_t host_pid;
 static char work_dir[256];
 
@@ -183,6 +185,8 @@ static void start_host(const char *bin, int server_port, int host_port,
         setenv("SNAIL_WORKERS", buf, 1);
         setenv("SNAIL_LOG_LEVEL", "INFO", 1);
         setenv("SNAIL_SPOOL_DIR", "spool", 1);
+        if (spool_sync != NULL)
+            setenv("SNAIL_SPOOL_SYNC", spool_sync, 1);
         execl(bin, bin, (char *)NULL);
         _exit(127);
     }
@@ -946,7 +950,7 @@ static void usage(void)
             "usage: bench_jobs [--binary PATH] [--workers N] [--seq N]\n"
             "                  [--tput N] [--rss-jobs N] [--echo N] [--quick]\n"
             "                  [--echo-only] [--perf] [--perf-record FILE]\n"
-            "                  [--sweep LIST]\n"
+            "                  [--sweep LIST] [--spool-sync MODE]\n"
             "  --binary    snailjob-lua to run (default $SJ_BINARY, else\n"
             "              the one built next to this bench)\n"
             "  --workers   host workers (4)\n"
@@ -962,7 +966,8 @@ static void usage(void)
             "              128-in-flight level, into FILE (perf report -i)\n"
             "  --sweep LIST  after the rest, jobs/s at 128 in flight with\n"
             "              each worker count of LIST (\"1,4,8,16\"), a fresh\n"
-            "              host each\n");
+            "              host each\n"
+            "  --spool-sync the journal's spool_sync: batch, always, never\n");
 }
 
 int main(int argc, char **argv)
@@ -999,6 +1004,8 @@ int main(int argc, char **argv)
             perf_record = v, i++;
         } else if (v != NULL && strcmp(a, "--sweep") == 0) {
             sweep = v, i++;
+        } else if (v != NULL && strcmp(a, "--spool-sync") == 0) {
+            spool_sync = argv[++i];
         } else if (v != NULL && strcmp(a, "--binary") == 0) {
             bin = v, i++;
         } else if (v != NULL && strcmp(a, "--workers") == 0) {

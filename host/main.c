@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sj_builtins.h"
@@ -87,11 +89,15 @@ static void usage(FILE *out)
             "then the config file, then defaults (--print-config lists "
             "them).\n"
             "\n"
-            "Signals: SIGINT/SIGTERM stop (running tasks get 5 s, then\n"
-            "stop_grace for a task stuck in a C call); SIGHUP reloads the\n"
-            "executor files (so does changing one of them or a module they\n"
-            "require); SIGUSR1 reopens log_file (after logrotate renamed\n"
-            "it).\n"
+            "Signals: SIGINT/SIGTERM drain: the server is told state=down,\n"
+            "new dispatches are refused, queued tasks are reported FAIL,\n"
+            "running ones get shutdown_grace (30 s) and are then\n"
+            "interrupted and reported FAIL; exit within the grace + 2 s,\n"
+            "a task stuck in a C call included. A second SIGINT/SIGTERM\n"
+            "exits at once (exit status 1; what is unacknowledged stays in\n"
+            "the journal). SIGHUP reloads the executor files (so does\n"
+            "changing one of them or a module they require).\n"
+            "SIGUSR1 reopens log_file (after logrotate renamed it).\n"
             "\n"
             "Default log level: INFO for the host, WARN for run and check\n"
             "(SNAIL_LOG_LEVEL overrides both). man snailjob-lua has more.\n"
@@ -184,6 +190,78 @@ static void host_stop(void *ud, int64_t batch)
     sj_pool *pool = atomic_load(&((host *)ud)->pool);
     if (pool != NULL)
         sj_pool_stop_batch(pool, batch);
+}
+
+/* Wait until no task runs, `until` (monotonic ms) passes, or a second
+ * SIGINT/SIGTERM arrives (returns 1). */
+static int wait_running(sj_pool *pool, const sigset_t *set, long long until)
+{
+    while (sj_pool_running(pool) > 0 && sj_mono_ms() < until) {
+        struct timespec ts = {0, 20 * 1000000};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM)
+            return 1;
+    }
+    return 0;
+}
+
+/* A second signal while draining: leave now; what is not acknowledged
+ * stays in the journal (synced) for the next start. */
+static void exit_now(sj_upstream *up)
+{
+    size_t left = sj_upstream_flush_wait(up, 0);
+    SJ_WARN("second signal: exiting at once; %zu result(s) not acknowledged "
+            "stay in the journal",
+            left);
+    fflush(NULL);
+    _exit(EXIT_FAIL);
+}
+
+/*
+ * Drain (issue 11): tell the server state=down and refuse new dispatches
+ * (the listener stays up to say so), report the queued tasks FAIL at
+ * once, give the running ones shutdown_grace, interrupt them, and give up
+ * on those that do not come back within 1 s (a worker stuck in C): they
+ * are reported FAIL too, and the process exits without joining them
+ * (returns 1: the caller must not free what they use). Logs and results
+ * are flushed within the grace + 2 s in all.
+ */
+static int drain(const sj_config *cfg, sj_pool *pool, sj_upstream *up,
+                 const sigset_t *set, int sig)
+{
+    long long t0 = sj_mono_ms(),
+              grace = (long long)(cfg->shutdown_grace * 1000);
+    long long end = t0 + grace + 1800; /* the exit bound, with a margin */
+    size_t queued, running, stuck;
+
+    queued = sj_pool_drain_begin(pool);
+    sj_upstream_set_down(up);
+    sd_notify(0, "STOPPING=1");
+    running = sj_pool_running(pool);
+    SJ_INFO("%s: draining: the server is told state=down, new dispatches are "
+            "refused; %zu queued task(s) reported FAIL, %zu running get %.0f "
+            "s (shutdown_grace)",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", queued, running,
+            cfg->shutdown_grace);
+    if (wait_running(pool, set, t0 + grace))
+        exit_now(up);
+    if ((running = sj_pool_running(pool)) > 0) {
+        SJ_WARN("shutdown: interrupting %zu running task(s) (reported FAIL)",
+                running);
+        sj_pool_interrupt(pool);
+        if (wait_running(pool, set, sj_mono_ms() + 1000))
+            exit_now(up);
+    }
+    if ((stuck = sj_pool_abandon(pool)) == 0)
+        return 0;
+    {
+        long long left = end - sj_mono_ms();
+        size_t unacked = sj_upstream_flush_wait(up, left > 0 ? (int)left : 0);
+        SJ_WARN("shutdown: exiting with %zu worker(s) still stuck; %zu "
+                "result(s) not acknowledged stay in the journal",
+                stuck, unacked);
+    }
+    return 1;
 }
 
 /* Channel reconnect cap: a quarter of the beat interval, 20 ms to 1 s. */
@@ -284,6 +362,8 @@ static int serve(const sj_config *cfg, const sj_files *files)
     if ((rc = sj_upstream_start(&uo, &up, err, sizeof err)) != 0) {
         SJ_ERROR("%s", err);
         link->close(link);
+        if (rc == SJ_EEXISTS || rc == SJ_ECONFIG)
+            code = EXIT_USAGE; /* another host on this journal */
         goto fail_server;
     }
     h.up = up;
@@ -294,7 +374,8 @@ static int serve(const sj_config *cfg, const sj_files *files)
                           .files = (const char *const *)files->paths,
                           .n_files = files->n,
                           .up = up};
-    sj_pool_options_from_config(&po, cfg);
+    sj_pool_options_from_config(&po, cfg); /* result_max, queue_max_bytes
+                                              too */
     if ((rc = sj_pool_start(&po, &pool, err, sizeof err)) != 0) {
         SJ_ERROR("%s", err);
         code = rc == SJ_ELUA ? EXIT_EXECUTORS : EXIT_FAIL;
@@ -314,6 +395,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
     }
     sj_metrics_set_collector(host_collect, &h);
     sj_metrics_set_state(SJ_METRICS_SERVING);
+    sd_notify(0, "READY=1");
     sj_reload_options ro = {.spec = cfg->executors, .pool = pool, .up = up};
     sj_reload *reload = NULL;
     if (sj_reload_start(&ro, &reload) != 0)
@@ -343,12 +425,23 @@ static int serve(const sj_config *cfg, const sj_files *files)
     code = EXIT_OK;
 
     sj_metrics_set_state(SJ_METRICS_DRAINING);
+    sj_reload_stop(reload);
+    long long end =
+        sj_mono_ms() + (long long)(cfg->shutdown_grace * 1000) + 1800;
+    if (drain(cfg, pool, up, &set, sig)) {
+        fflush(NULL);
+        _exit(code); /* stuck workers: nothing can be freed under them */
+    }
     sj_metrics_set_collector(NULL, NULL); /* before what it reads goes */
     atomic_store(&h.pool, NULL);
     sj_server_stop(srv); /* no new dispatches */
     srv = NULL;
-    sj_reload_stop(reload);
     sj_pool_stop(pool);
+    {
+        long long left = end - sj_mono_ms();
+        sj_upstream_stop(up, left > 500 ? (int)left : 500);
+    }
+    up = NULL;
 fail_upstream:
     sj_metrics_set_collector(NULL, NULL);
     sj_upstream_stop(up, 3000);

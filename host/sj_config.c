@@ -110,7 +110,7 @@ static const struct setting settings[] = {
            log_remote_interval, 0, 3600, NULL),
     RANGED("log_remote_buffer_size", "SNAIL_LOG_REMOTE_BUFFER_SIZE", K_INT,
            "50", log_remote_buffer_size, 1, 100000, NULL),
-    STR("spool_dir", "SNAIL_SPOOL_DIR", K_NAME, ".snailjob-spool", spool_dir),
+    STR("spool_dir", "SNAIL_SPOOL_DIR", K_TEXT, "", spool_dir),
     RANGED("memory_limit_mb", "SNAIL_MEMORY_LIMIT_MB", K_INT, "256",
            memory_limit_mb, 1, 65536, NULL),
     STR("lua_path", "SNAIL_LUA_PATH", K_TEXT, "", lua_path),
@@ -135,7 +135,7 @@ static const struct setting settings[] = {
     CHOSEN("spool_sync", "SNAIL_SPOOL_SYNC", K_CHOICE, "batch", spool_sync,
            spool_sync_names),
     RANGED("log_line_max", "SNAIL_LOG_LINE_MAX", K_INT, "65536", log_line_max,
-           256, 8388608, "bytes"),
+           256, 1048576, "bytes; cut above (a log batch stays under 10 MiB)"),
     RANGED("result_max", "SNAIL_RESULT_MAX", K_INT, "1048576", result_max, 1,
            9437184, "bytes; the server takes 10 MiB per message"),
     RANGED("log_queue_max_bytes", "SNAIL_LOG_QUEUE_MAX_BYTES", K_INT,
@@ -357,6 +357,30 @@ static int labels_dump(const char *text, char **out, char *why, size_t n)
         rc = SJ_ENOMEM;
     json_decref(obj);
     return rc;
+}
+
+int sj_config_spool_dir(const sj_config *cfg, char *buf, size_t len)
+{
+    const char *dir = getenv("STATE_DIRECTORY"), *xdg, *home;
+
+    if (cfg->spool_dir != NULL && cfg->spool_dir[0] != '\0')
+        return snprintf(buf, len, "%s", cfg->spool_dir) < (int)len ? 0
+                                                                   : SJ_EINVAL;
+    if (dir != NULL && dir[0] != '\0') /* systemd: ':'-separated, the first */
+        return snprintf(buf, len, "%.*s", (int)strcspn(dir, ":"), dir) <
+                       (int)len
+                   ? 0
+                   : SJ_EINVAL;
+    if ((xdg = getenv("XDG_STATE_HOME")) != NULL && xdg[0] == '/')
+        return snprintf(buf, len, "%s/snailjob-lua", xdg) < (int)len
+                   ? 0
+                   : SJ_EINVAL;
+    if ((home = getenv("HOME")) != NULL && home[0] == '/')
+        return snprintf(buf, len, "%s/.local/state/snailjob-lua", home) <
+                       (int)len
+                   ? 0
+                   : SJ_EINVAL;
+    return SJ_ENOENT;
 }
 
 char *sj_config_labels_json(const sj_config *cfg)

@@ -53,7 +53,7 @@ typedef struct sj_config {
     int queue_size;       /* SNAIL_QUEUE_SIZE, 1024 tasks waiting */
     double log_remote_interval; /* SNAIL_LOG_REMOTE_INTERVAL, 1 (seconds) */
     int log_remote_buffer_size; /* SNAIL_LOG_REMOTE_BUFFER_SIZE, 50 records */
-    char *spool_dir;            /* SNAIL_SPOOL_DIR, ".snailjob-spool" */
+    char *spool_dir;            /* SNAIL_SPOOL_DIR, "" = the state dir */
     int memory_limit_mb;        /* SNAIL_MEMORY_LIMIT_MB, 256 per Lua state */
     char *lua_path;             /* SNAIL_LUA_PATH, "" = Lua's default */
     char *lua_cpath;            /* SNAIL_LUA_CPATH, "" = Lua's default */
@@ -130,5 +130,11 @@ const char *sj_config_source_name(sj_config_source src);
  * `label` header of /beat, protocol.md §3.1); a user label "state" is
  * overridden. Caller frees with free(). NULL on ENOMEM. */
 char *sj_config_labels_json(const sj_config *cfg);
+
+/* The journal directory: spool_dir if set, else the state directory -
+ * $STATE_DIRECTORY (systemd; the first of a ':' list), else
+ * $XDG_STATE_HOME/snailjob-lua, else ~/.local/state/snailjob-lua. 0, or
+ * SJ_ENOENT when none of them is set (no HOME), SJ_EINVAL if too long. */
+int sj_config_spool_dir(const sj_config *cfg, char *buf, size_t len);
 
 #endif

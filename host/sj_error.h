@@ -26,7 +26,8 @@
     XX(FULL, "queue is full")                                                  \
     XX(CLOSED, "already shut down")                                            \
     XX(LUA, "Lua error")                                                       \
-    XX(EXISTS, "already exists")
+    XX(EXISTS, "already exists")                                               \
+    XX(NOSPC, "no space left on device (ENOSPC)")
 
 typedef enum sj_errno {
     SJ_OK = 0,

@@ -25,6 +25,7 @@
 typedef struct qnode {
     struct qnode *next;
     sj_task *t;
+    size_t bytes; /* task_bytes(t), counted in pool->queued_bytes */
 } qnode;
 
 /*
@@ -87,7 +88,9 @@ struct sj_pool {
     worker *idle_top;
     qnode *head, *tail;
     size_t queued;
+    size_t queued_bytes; /* about what the queued tasks hold */
     int shutting_down;
+    int draining; /* sj_pool_drain_begin: dispatches refused */
     worker *workers;
     int n_workers;
     pthread_t watchdog;
@@ -422,6 +425,7 @@ static sj_task *take_task(sj_pool *pool)
         if (pool->tail == q)
             pool->tail = prev;
         pool->queued--;
+        pool->queued_bytes -= q->bytes;
         free(q);
         return t;
     }
@@ -429,6 +433,31 @@ static sj_task *take_task(sj_pool *pool)
 }
 
 /* ---- workers ----------------------------------------------------------- */
+
+#define SHUTDOWN_QUEUED "snailjob-lua host shut down before the task started"
+#define SHUTDOWN_RUNNING                                                       \
+    "snailjob-lua host shut down: task interrupted after shutdown_grace"
+#define SHUTDOWN_STUCK                                                         \
+    "snailjob-lua host shut down: task did not stop after shutdown_grace "     \
+    "(blocked outside Lua), abandoned"
+
+/* 1 (with `why` giving both sizes) if the run's result is over
+ * result_max: it is then reported FAIL instead. */
+static int result_over_max(sj_pool *pool, const sj_run *run, char *why,
+                           size_t whylen)
+{
+    size_t n;
+
+    if (run->result == NULL || pool->opts.result_max == 0)
+        return 0;
+    n = json_dumpb(run->result, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (n <= pool->opts.result_max)
+        return 0;
+    snprintf(why, whylen,
+             "result is %zu bytes, over result_max (%zu bytes): not sent", n,
+             pool->opts.result_max);
+    return 1;
+}
 
 /* The metrics of one ended task (sj_metrics.h). */
 static void count_outcome(const sj_task *t, sj_outcome out,
@@ -491,8 +520,20 @@ static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
     SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
              (long long)t->task_batch_id, t->executor_info,
              sj_outcome_name(run.outcome), sj_mono_ms() - t0);
-    report = sj_task_report_json(t, run.outcome, run.result, run.message,
-                                 run.wf_changes);
+    char toobig[256];
+    if (run.outcome == SJ_OUT_STOPPED && run.stop_reason == SJ_STOP_SHUTDOWN)
+        run.outcome = SJ_OUT_SHUTDOWN; /* reported FAIL (sj_task.h) */
+    if (result_over_max(pool, &run, toobig, sizeof toobig)) {
+        SJ_WARN("task %lld (batch %lld): %s", (long long)t->task_id,
+                (long long)t->task_batch_id, toobig);
+        report =
+            sj_task_report_json(t, SJ_OUT_FAILED, NULL, toobig, run.wf_changes);
+    } else {
+        report = sj_task_report_json(
+            t, run.outcome, run.result,
+            run.outcome == SJ_OUT_SHUTDOWN ? SHUTDOWN_RUNNING : run.message,
+            run.wf_changes);
+    }
     if (report == NULL)
         SJ_INFO("task %lld (batch %lld) %s: not reported, as the server "
                 "already stops it",
@@ -822,16 +863,72 @@ static void *watchdog_thread(void *arg)
 
 /* ---- public ------------------------------------------------------------ */
 
+/* About the memory a queued task holds: its argument texts. */
+static size_t task_bytes(const sj_task *t)
+{
+    size_t n = sizeof *t + 256 + strlen(t->job_params);
+
+    if (t->wf_context != NULL)
+        n += strlen(t->wf_context);
+    if (t->maps != NULL)
+        n += json_dumpb(t->maps, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (t->reduces != NULL)
+        n += json_dumpb(t->reduces, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    return n;
+}
+
+/* 1 if task `id` is queued or running here. Lock held. */
+static int is_duplicate(sj_pool *pool, int64_t id)
+{
+    for (int i = 0; i < pool->n_workers; i++)
+        if (pool->workers[i].current != NULL &&
+            pool->workers[i].current->task_id == id)
+            return 1;
+    for (qnode *q = pool->head; q != NULL; q = q->next)
+        if (q->t->task_id == id)
+            return 1;
+    return 0;
+}
+
 int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
 {
     sj_pool *pool = ud;
     qnode *q;
 
+    size_t bytes = task_bytes(t);
+
     pthread_mutex_lock(&pool->lock);
-    if (pool->shutting_down) {
+    if (pool->shutting_down || pool->draining) {
         pthread_mutex_unlock(&pool->lock);
-        snprintf(why, whylen, "snailjob-lua is shutting down");
+        snprintf(why, whylen,
+                 "snailjob-lua is shutting down: not taking new tasks");
         return SJ_ECLOSED;
+    }
+    if (pool->opts.up != NULL &&
+        sj_upstream_backlogged(pool->opts.up, why, whylen)) {
+        pthread_mutex_unlock(&pool->lock);
+        return SJ_EFULL;
+    }
+    if (is_duplicate(pool, t->task_id)) {
+        pthread_mutex_unlock(&pool->lock);
+        /* The server resent a task it already gave us (a lost answer):
+         * acknowledge it, but run it once. */
+        SJ_WARN("task %lld (batch %lld) dispatched again while queued or "
+                "running here: acknowledged, not run twice",
+                (long long)t->task_id, (long long)t->task_batch_id);
+        sj_task_free(t);
+        return 0;
+    }
+    if (pool->opts.queue_max_bytes > 0 && pool->queued > 0 &&
+        pool->queued_bytes + bytes > pool->opts.queue_max_bytes) {
+        size_t n = pool->queued, b = pool->queued_bytes;
+        pthread_mutex_unlock(&pool->lock);
+        snprintf(why, whylen,
+                 "snailjob-lua task queue is full by size (%zu waiting, %zu "
+                 "bytes, this one %zu, queue_max_bytes %zu): try another "
+                 "client",
+                 n, b, bytes, pool->opts.queue_max_bytes);
+        return SJ_EFULL;
     }
     if (pool->queued >= (size_t)pool->opts.queue_size ||
         (q = malloc(sizeof *q)) == NULL) {
@@ -848,6 +945,8 @@ int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
         t->deadline_ms = t->received_ms + (long long)t->executor_timeout * 1000;
     q->t = t;
     q->next = NULL;
+    q->bytes = bytes;
+    pool->queued_bytes += bytes;
     if (pool->tail)
         pool->tail->next = q;
     else
@@ -878,6 +977,7 @@ void sj_pool_stop_batch(void *ud, int64_t batch)
         next = q->next;
         if (q->t->task_batch_id == batch) {
             sj_task_free(q->t);
+            pool->queued_bytes -= q->bytes;
             free(q);
             pool->queued--;
             dropped++;
@@ -1162,6 +1262,8 @@ void sj_pool_options_from_config(sj_pool_options *po, const sj_config *cfg)
     po->load_timeout_ms = (long long)(cfg->load_timeout * 1000.0);
     po->cleanup_ms = (long long)(cfg->cleanup_budget * 1000.0);
     po->stop_grace_ms = (long long)(cfg->stop_grace * 1000.0);
+    po->result_max = (size_t)cfg->result_max;
+    po->queue_max_bytes = (size_t)cfg->queue_max_bytes;
     po->builtins = cfg->builtins;
     po->http_allow = cfg->http_allow;
 }
@@ -1179,4 +1281,82 @@ void sj_pool_counts(sj_pool *pool, size_t *queued, size_t *running)
     for (int i = 0; i < pool->n_workers; i++)
         *running += pool->workers[i].current != NULL;
     pthread_mutex_unlock(&pool->lock);
+}
+
+/* ---- draining (SIGTERM) -------------------------------------------------- */
+
+size_t sj_pool_drain_begin(sj_pool *pool)
+{
+    qnode *q, *next;
+    size_t n = 0;
+
+    pthread_mutex_lock(&pool->lock);
+    pool->draining = 1;
+    q = pool->head;
+    pool->head = pool->tail = NULL;
+    pool->queued = 0;
+    pool->queued_bytes = 0;
+    pthread_mutex_unlock(&pool->lock);
+    for (; q != NULL; q = next, n++) {
+        next = q->next;
+        deliver(pool, q->t,
+                sj_task_report_json(q->t, SJ_OUT_SHUTDOWN, NULL,
+                                    SHUTDOWN_QUEUED, NULL));
+        sj_task_free(q->t);
+        free(q);
+    }
+    if (n > 0)
+        sj_upstream_flush(pool->opts.up);
+    return n;
+}
+
+size_t sj_pool_running(sj_pool *pool)
+{
+    size_t queued, running;
+    sj_pool_counts(pool, &queued, &running);
+    return running;
+}
+
+void sj_pool_interrupt(sj_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    for (int i = 0; i < pool->n_workers; i++) {
+        sj_task *t = pool->workers[i].current;
+        if (t != NULL)
+            atomic_store(&t->stop, SJ_STOP_SHUTDOWN);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+size_t sj_pool_abandon(sj_pool *pool)
+{
+    retired_report *out = calloc((size_t)pool->n_workers, sizeof *out);
+    size_t n = 0;
+
+    if (out == NULL)
+        return 0;
+    pthread_mutex_lock(&pool->lock);
+    for (int i = 0; i < pool->n_workers; i++) {
+        worker *w = &pool->workers[i];
+        sj_task *t = w->current;
+        if (t == NULL || w->finishing || w->exited)
+            continue;
+        /* Retired (sj_pool_stop then never joins it); its report is ours,
+         * saying the host shut down, and its late one is never sent. */
+        SJ_ERROR("shutdown: task %lld (batch %lld, %s) on worker-%d did not "
+                 "stop; reported FAIL and its worker abandoned",
+                 (long long)t->task_id, (long long)t->task_batch_id,
+                 t->executor_info, w->index);
+        out[n].report =
+            sj_task_report_json(t, SJ_OUT_SHUTDOWN, NULL, SHUTDOWN_STUCK, NULL);
+        out[n].fan = fan_take(pool, t);
+        out[n].batch = t->task_batch_id;
+        n++;
+        retire(pool, w, 0, NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    for (size_t i = 0; i < n; i++)
+        deliver_taken(pool, out[i].batch, out[i].report, out[i].fan);
+    free(out);
+    return n;
 }

@@ -49,6 +49,8 @@ typedef struct sj_pool_options {
     const char *lua_path; /* extra package.path entries or "" */
     const char *lua_cpath;
     size_t memory_limit;       /* bytes per Lua state, 0 = none */
+    size_t result_max;         /* a larger result is reported FAIL; 0 = none */
+    size_t queue_max_bytes;    /* queued dispatches' bytes, then refused */
     sj_upstream *up;           /* borrowed */
     const char *lua_allow;     /* sj_sandbox.h; NULL or "" for none */
     long long load_timeout_ms; /* per executor file load; 0 = none */
@@ -134,6 +136,25 @@ unsigned long long sj_pool_generation(sj_pool *pool);
  * Returns the number of workers. */
 size_t sj_pool_worker_generations(sj_pool *pool, unsigned long long *out,
                                   size_t max);
+
+/*
+ * Draining on SIGTERM (main thread), in this order:
+ *  sj_pool_drain_begin: refuse dispatches from now on ("shutting down"),
+ *    report every queued task FAIL (the host shut down before it started,
+ *    so the server's retry applies) at once; returns how many.
+ *  sj_pool_running: tasks still running (poll it while the grace runs).
+ *  sj_pool_interrupt: interrupt every running task (reported FAIL, "host
+ *    shut down", when its worker comes back).
+ *  sj_pool_abandon: report FAIL for each task whose worker did not come
+ *    back (stuck in C); its late report, if any, is never sent. Returns
+ *    how many. Such workers cannot be joined: exit without sj_pool_stop.
+ * Then sj_pool_stop as usual (nothing runs any more). Duplicate dispatches
+ * (a taskId queued or running here) are acknowledged and not run again.
+ */
+size_t sj_pool_drain_begin(sj_pool *pool);
+size_t sj_pool_running(sj_pool *pool);
+void sj_pool_interrupt(sj_pool *pool);
+size_t sj_pool_abandon(sj_pool *pool);
 
 /* Bytes each worker's Lua state held after its last task (or build),
  * into out[0..max). Returns the number of workers. Any thread. */

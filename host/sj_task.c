@@ -242,11 +242,12 @@ char *sj_task_report_json(const sj_task *t, sj_outcome out,
     case SJ_OUT_ERROR:
     case SJ_OUT_NOMEM:
     case SJ_OUT_NO_EXECUTOR:
+    case SJ_OUT_SHUTDOWN: /* FAIL: the server did not stop it, and its
+                             retry policy should apply (issue 11) */
         ok = 0;
         break;
     case SJ_OUT_TIMEOUT:
     case SJ_OUT_STOPPED:
-    case SJ_OUT_SHUTDOWN:
     default:
         /* The server already marks such tasks STOP; a late FAIL could even
          * trigger a retry (protocol.md §7.1), so say nothing. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,17 @@
 #define REPORT_MAX_REFUSALS 5 /* status-0 answers before giving up */
 #define LOG_QUEUE_MAX 200000  /* log records waiting, all tasks */
 #define LOG_BATCH_MAX 1000    /* records per /batch/server/report/log */
+/* The server takes messages of 10 MiB at most (protocol.md): a log batch
+ * stays under this, and no line is longer than LOG_LINE_CAP. */
+#define LOG_BATCH_BYTES (4 * 1024 * 1024)
+#define LOG_LINE_CAP (1024 * 1024) /* escaped (x6 at worst) < 10 MiB */
+#define LOG_REC_OVERHEAD 400       /* JSON around a line's message, about */
+#define LOG_MAX_REFUSALS 5         /* in-band refusals of one batch */
+#define TRIM_AFTER_BYTES (8 * 1024 * 1024) /* backlog worth a malloc_trim */
+#define SPOOL_RETRY_MS 1000 /* journal writes of a full disk, again */
+/* Results the journal refused, held in memory: beyond this, dispatches
+ * are refused until they are delivered or journaled. */
+#define UNJOURNALED_MAX_BYTES (64 * 1024 * 1024)
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
 #define MAP_REPORT_TIMEOUT_MS 60000 /* Java's synchronous map report */
@@ -40,6 +52,8 @@ typedef struct report {
     int64_t batch;       /* taskBatchId for the barrier; 0: none */
     int held;            /* 1: waits for its batch's holders (not sent) */
     int releases;        /* 1: its ack ends one hold of `batch` */
+    int journaled;       /* 0: the journal refused it (full disk): in
+                            memory only, journaled again later */
     long long queued_at; /* monotonic ms it was queued (journal age) */
 } report;
 
@@ -53,8 +67,9 @@ typedef struct barrier {
 
 typedef struct logrec {
     struct logrec *next;
-    char *text; /* the record as sent (sj_logrec_text) */
-    size_t len;
+    size_t bytes; /* what it costs queued: text, node, malloc's headers */
+    char text[];  /* the record as compact JSON (a few bytes per line, not
+                     jansson's kilobytes of objects while queued) */
 } logrec;
 
 struct sj_upstream {
@@ -64,6 +79,9 @@ struct sj_upstream {
     char host_port[16];
     char target[300];
     char *labels_json;
+    char *labels_down_json; /* the same with "state":"down" (draining) */
+    atomic_int down;        /* 1: draining, beats say state=down */
+    int down_beat_sent;
     atomic_llong next_req_id;
 
     pthread_t thread;
@@ -98,10 +116,16 @@ struct sj_upstream {
     int flush_now;
     long long log_retry_at;
     unsigned long dropped_unreported;
-    struct {
-        char *namespace_id, *group_name;
-        int64_t job_id, task_batch_id, task_id;
-    } drop; /* the last task that lost lines */
+    char *drop_template;           /* a record (JSON) of the last task that lost
+                                      lines */
+    size_t log_bytes;              /* bytes of the queued records */
+    size_t log_bytes_peak;         /* since the last trim */
+    int log_refusals;              /* of the batch in flight / next */
+    unsigned long dropped_episode; /* lines dropped since the WARN */
+    int spool_full;                /* the journal refused a write: ENOSPC */
+    long long spool_retry_at;
+    size_t unjournaled; /* reports held in memory only */
+    size_t unjournaled_bytes;
 
     sj_upstream_stats stats;
 };
@@ -130,7 +154,9 @@ int sj_upstream_request(sj_upstream *up, const char *uri, const char *body,
         sj_request_add_header(req, "system-version",
                               "snailjob-lua/" SJ_VERSION) ||
         sj_request_add_header(req, "executor-type", type) ||
-        sj_request_add_header(req, "label", up->labels_json)) {
+        sj_request_add_header(req, "label",
+                              atomic_load(&up->down) ? up->labels_down_json
+                                                     : up->labels_json)) {
         sj_request_free(req);
         return SJ_ENOMEM;
     }
@@ -232,6 +258,8 @@ static void beat_done(void *ud, int err, const char *detail,
         up->stats.last_ok_ms = sj_now_ms();
         up->backoff_ms = BACKOFF_MIN_MS;
         up->next_beat = now + beat_interval_ms(up);
+        if (atomic_load(&up->down) && !up->down_beat_sent)
+            up->next_beat = now; /* the state=down beat goes next */
     } else {
         char why[512];
         if (err != 0)
@@ -304,7 +332,7 @@ static size_t drop_held(sj_upstream *up, int64_t batch)
         next = r->next;
         if (!r->held || r->batch != batch)
             continue;
-        if (up->spool)
+        if (up->spool && r->journaled)
             sj_spool_ack(up->spool, r->seq);
         up->n_held--;
         report_unlink(up, r);
@@ -357,6 +385,10 @@ typedef struct report_ctx {
 
 static void report_unlink(sj_upstream *up, report *r)
 {
+    if (!r->journaled && up->unjournaled > 0) {
+        up->unjournaled--;
+        up->unjournaled_bytes -= strlen(r->body);
+    }
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -368,6 +400,13 @@ static void report_unlink(sj_upstream *up, report *r)
     up->n_reports--;
     free(r->body);
     free(r);
+}
+
+/* The taskId of a report body, for messages; -1 if not found. */
+static long long report_task_id(const char *body)
+{
+    const char *p = strstr(body, "\"taskId\":");
+    return p != NULL ? strtoll(p + 9, NULL, 10) : -1;
 }
 
 static void report_done(void *ud, int err, const char *detail,
@@ -384,19 +423,24 @@ static void report_done(void *ud, int err, const char *detail,
     up->reports_in_flight--;
     if (err == 0 && reply->status == SJ_STATUS_YES) {
         up->stats.reports_acked++;
-        if (up->spool)
+        if (up->spool && r->journaled)
             sj_spool_ack(up->spool, r->seq);
         if (r->releases) /* accepted by the server: its batch may go on */
             barrier_release(up, r->batch);
         report_unlink(up, r);
-    } else if (err == 0 && ++r->refusals >= REPORT_MAX_REFUSALS) {
-        /* The server keeps saying no (unknown task, bad token): resending
-         * cannot help. Say so loudly and let it go. */
-        SJ_ERROR("server refused a result %d times, giving up: %s; "
-                 "report was %s",
-                 r->refusals, reply->message ? reply->message : "status 0",
-                 r->body);
-        if (up->spool)
+    } else if ((err == 0 && ++r->refusals >= REPORT_MAX_REFUSALS) ||
+               err == SJ_ETOOBIG || err == SJ_EPROTO) {
+        /* Refused for good: the server keeps saying no (unknown task, bad
+         * token), or the call cannot succeed (too large, malformed).
+         * Resending cannot help: say so, naming the task, and let it go
+         * from the journal. */
+        SJ_ERROR("result of task %lld refused for good, removed from the "
+                 "journal: %s (%zu bytes)",
+                 report_task_id(r->body),
+                 err == 0 ? (reply->message ? reply->message : "status 0")
+                          : (detail ? detail : sj_strerror(err)),
+                 strlen(r->body));
+        if (up->spool && r->journaled)
             sj_spool_ack(up->spool, r->seq);
         if (r->releases)
             barrier_release(up, r->batch);
@@ -420,13 +464,19 @@ static void report_done(void *ud, int err, const char *detail,
     pthread_mutex_unlock(&up->lock);
 }
 
-static int enqueue_report(sj_upstream *up, char *body, uint64_t seq)
+static int enqueue_report(sj_upstream *up, char *body, uint64_t seq,
+                          int journaled)
 {
     report *r = calloc(1, sizeof *r);
     if (r == NULL)
         return SJ_ENOMEM;
     r->body = body;
     r->seq = seq;
+    r->journaled = journaled;
+    if (!journaled) {
+        up->unjournaled++;
+        up->unjournaled_bytes += strlen(body);
+    }
     r->queued_at = sj_mono_ms();
     r->prev = up->rtail;
     if (up->rtail)
@@ -440,6 +490,47 @@ static int enqueue_report(sj_upstream *up, char *body, uint64_t seq)
 
 static long long pump_reports(sj_upstream *up, long long now, long long wake);
 
+/* The journal refused a write (lock held): say so once per episode; the
+ * report stays in memory, is delivered as usual and journaled again when
+ * there is room (journal_again). */
+static void spool_refused(sj_upstream *up, int rc)
+{
+    if (!up->spool_full)
+        SJ_ERROR("journal %s: %s: results are kept in memory, delivered, and "
+                 "journaled again every %d ms",
+                 sj_spool_path(up->spool), sj_strerror(rc), SPOOL_RETRY_MS);
+    up->spool_full = 1;
+    up->spool_retry_at = sj_mono_ms() + SPOOL_RETRY_MS;
+}
+
+/* Journal the reports held in memory only, oldest first, until one fails.
+ * Lock held (the journal has its own; it never takes ours). */
+static void journal_again(sj_upstream *up, long long now)
+{
+    size_t done = 0;
+
+    if (up->unjournaled == 0 || up->spool == NULL || now < up->spool_retry_at)
+        return;
+    for (report *r = up->rhead; r != NULL && up->unjournaled > 0; r = r->next) {
+        int rc;
+        if (r->journaled)
+            continue;
+        if ((rc = sj_spool_append(up->spool, r->body, &r->seq)) != 0) {
+            up->spool_retry_at = now + SPOOL_RETRY_MS;
+            return;
+        }
+        r->journaled = 1;
+        up->unjournaled--;
+        up->unjournaled_bytes -= strlen(r->body);
+        done++;
+    }
+    if (up->spool_full)
+        SJ_INFO("journal %s writable again: %zu result(s) held in memory "
+                "journaled",
+                sj_spool_path(up->spool), done);
+    up->spool_full = 0;
+}
+
 int sj_upstream_report(sj_upstream *up, char *body)
 {
     return sj_upstream_report_task(up, 0, body, 0);
@@ -449,15 +540,18 @@ int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
                             int own_hold)
 {
     uint64_t seq = 0;
-    int rc;
+    int rc, journaled = 0, jrc = 0;
 
     /* Journal first: once this returns the result survives a crash. */
-    if (up->spool != NULL && (rc = sj_spool_append(up->spool, body, &seq))) {
-        SJ_ERROR("spool write failed (%s): result kept in memory only",
-                 sj_strerror(rc));
-    }
+    if (up->spool != NULL && (jrc = sj_spool_append(up->spool, body, &seq)))
+        seq = 0;
+    /* Without a journal (local runs, or none could be opened) nothing is
+     * held back for it. */
+    journaled = up->spool == NULL || jrc == 0;
     pthread_mutex_lock(&up->lock);
-    rc = enqueue_report(up, body, seq);
+    if (jrc != 0)
+        spool_refused(up, jrc);
+    rc = enqueue_report(up, body, seq, journaled);
     if (rc == 0 && batch != 0) {
         report *r = up->rtail;
         r->batch = batch;
@@ -526,7 +620,7 @@ static void recover_report(void *ud, uint64_t seq, const char *body)
     sj_upstream *up = ud;
     char *copy = strdup(body);
 
-    if (copy == NULL || enqueue_report(up, copy, seq) != 0) {
+    if (copy == NULL || enqueue_report(up, copy, seq, 1) != 0) {
         free(copy);
         return;
     }
@@ -535,15 +629,76 @@ static void recover_report(void *ud, uint64_t seq, const char *body)
 
 /* ---- logs ---------------------------------------------------------------- */
 
+/* Count a dropped record, keeping it as the template of the notice (its
+ * task gets the notice). Lock held. */
+static void note_dropped(sj_upstream *up, char *rec)
+{
+    if (up->dropped_episode++ == 0)
+        SJ_WARN("log queue full (log_queue_max_bytes %d, %zu bytes queued): "
+                "dropping the oldest task log lines until the server takes "
+                "them",
+                up->cfg->log_queue_max_bytes, up->log_bytes);
+    up->dropped_unreported++;
+    up->stats.log_lines_dropped++;
+    free(up->drop_template);
+    up->drop_template = rec;
+}
+
+/* Drop the oldest queued record that is not in flight; 0 if none. Lock
+ * held. */
+static int drop_oldest_log(sj_upstream *up)
+{
+    logrec **lp = &up->lhead, *l, *prev = NULL;
+
+    for (size_t i = 0; i < up->logs_in_flight && *lp != NULL; i++) {
+        prev = *lp;
+        lp = &(*lp)->next;
+    }
+    if ((l = *lp) == NULL)
+        return 0;
+    *lp = l->next;
+    if (up->ltail == l)
+        up->ltail = prev;
+    up->n_logs--;
+    up->log_bytes -= l->bytes;
+    /* The node becomes the template: its text moves to the front. */
+    memmove(l, l->text, strlen(l->text) + 1);
+    note_dropped(up, (char *)l);
+    return 1;
+}
+
 void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
                      const char *msg, size_t len, const char *location)
 {
     static const char *const levels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     sj_logrec r;
     logrec *l;
+    char *text;
+    size_t tlen = 0;
+
+    char *cut = NULL;
+    size_t max = (size_t)up->cfg->log_line_max;
 
     if (level > SJ_LOG_ERROR)
         level = SJ_LOG_ERROR;
+    if (max == 0 || max > LOG_LINE_CAP)
+        max = LOG_LINE_CAP;
+    if (len > max) {
+        /* Cut at a UTF-8 character boundary, and say how much went. */
+        size_t keep = max;
+        while (keep > 0 && ((unsigned char)msg[keep] & 0xC0) == 0x80)
+            keep--;
+        if ((cut = malloc(keep + 96)) == NULL)
+            return;
+        memcpy(cut, msg, keep);
+        len = keep + (size_t)snprintf(cut + keep, 96,
+                                      " [snailjob-lua: %zu of %zu bytes cut, "
+                                      "over log_line_max]",
+                                      len - keep, len);
+        msg = cut;
+    }
+    /* The record as the JSON text it is sent as, in one pass (sj_logrec:
+     * what jansson's dump of the record tree gave, without the tree). */
     memset(&r, 0, sizeof r);
     r.namespace_id = t->namespace_id ? t->namespace_id : up->cfg->namespace_id;
     r.group_name = t->group_name ? t->group_name : up->cfg->group_name;
@@ -557,41 +712,35 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     r.location = location;
     r.host = up->cfg->host_ip;
     r.port = up->host_port;
-    if ((l = malloc(sizeof *l)) != NULL &&
-        (l->text = sj_logrec_text(&r, &l->len)) == NULL) {
-        free(l);
-        l = NULL;
-    }
-
-    pthread_mutex_lock(&up->lock);
-    if (up->n_logs >= LOG_QUEUE_MAX || l == NULL) {
-        /* Full: count it and keep the task as the one the "lines
-         * dropped" notice is sent for once there is room again. */
-        int same = up->drop.namespace_id != NULL &&
-                   up->drop.task_id == t->task_id &&
-                   up->drop.task_batch_id == t->task_batch_id;
-        char *ns = same ? NULL : strdup(r.namespace_id ? r.namespace_id : "");
-        char *grp = same ? NULL : strdup(r.group_name ? r.group_name : "");
-        up->dropped_unreported++;
-        up->stats.log_lines_dropped++;
-        if (ns != NULL && grp != NULL) {
-            free(up->drop.namespace_id);
-            free(up->drop.group_name);
-            up->drop.namespace_id = ns;
-            up->drop.group_name = grp;
-            up->drop.job_id = t->job_id;
-            up->drop.task_batch_id = t->task_batch_id;
-            up->drop.task_id = t->task_id;
-            ns = grp = NULL;
-        }
-        pthread_mutex_unlock(&up->lock);
-        free(ns);
-        free(grp);
-        if (l != NULL)
-            free(l->text);
-        free(l);
+    text = sj_logrec_text(&r, &tlen);
+    free(cut);
+    if (text == NULL || (l = malloc(sizeof *l + tlen + 1)) == NULL) {
+        free(text);
         return;
     }
+    memcpy(l->text, text, tlen + 1);
+    free(text);
+    size_t bytes = sizeof *l + tlen + 1 + 16;
+
+    pthread_mutex_lock(&up->lock);
+    /* Over the bounds (count, bytes): the oldest lines not in flight
+     * make room, counted for the "lines dropped" notice. */
+    while ((up->n_logs >= LOG_QUEUE_MAX ||
+            up->log_bytes + bytes > (size_t)up->cfg->log_queue_max_bytes) &&
+           drop_oldest_log(up))
+        ;
+    if (up->n_logs >= LOG_QUEUE_MAX ||
+        up->log_bytes + bytes > (size_t)up->cfg->log_queue_max_bytes) {
+        /* Still full (all in flight): this one goes instead. */
+        memmove(l, l->text, tlen + 1);
+        note_dropped(up, (char *)l);
+        pthread_mutex_unlock(&up->lock);
+        return;
+    }
+    l->bytes = bytes;
+    up->log_bytes += bytes;
+    if (up->log_bytes > up->log_bytes_peak)
+        up->log_bytes_peak = up->log_bytes;
     l->next = NULL;
     if (up->ltail)
         up->ltail->next = l;
@@ -616,36 +765,46 @@ void sj_upstream_flush(sj_upstream *up)
     pthread_mutex_unlock(&up->lock);
 }
 
-/* Queue the "N log lines dropped" record for the last task that lost
- * lines, once there is room; lock held. */
+/* Replace the dropped-lines template's message; lock held. */
 static void queue_drop_notice(sj_upstream *up)
 {
-    char msg[128];
-    sj_logrec r;
+    json_t *rec, *fields;
+    char msg[128], *text;
     logrec *l;
+    size_t tlen;
 
-    if (up->dropped_unreported == 0 || up->drop.namespace_id == NULL ||
-        up->n_logs >= LOG_QUEUE_MAX / 2 || (l = malloc(sizeof *l)) == NULL)
+    if (up->dropped_unreported == 0 || up->n_logs >= LOG_QUEUE_MAX / 2 ||
+        up->log_bytes > (size_t)up->cfg->log_queue_max_bytes / 2 ||
+        (rec = json_loads(up->drop_template, 0, NULL)) == NULL)
         return;
     snprintf(msg, sizeof msg,
              "snailjob-lua: %lu log lines dropped (log queue full)",
              up->dropped_unreported);
-    memset(&r, 0, sizeof r);
-    r.namespace_id = up->drop.namespace_id;
-    r.group_name = up->drop.group_name;
-    r.job_id = up->drop.job_id;
-    r.task_batch_id = up->drop.task_batch_id;
-    r.task_id = up->drop.task_id;
-    r.real_time = sj_now_ms();
-    r.level = "WARN";
-    r.message = msg;
-    r.message_len = strlen(msg);
-    r.host = up->cfg->host_ip;
-    r.port = up->host_port;
-    if ((l->text = sj_logrec_text(&r, &l->len)) == NULL) {
-        free(l);
+    SJ_WARN("log queue: %lu task log line(s) were dropped while it was full",
+            up->dropped_episode);
+    up->dropped_episode = 0;
+    fields = json_object_get(rec, "fieldList");
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        json_t *f = json_array_get(fields, i);
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (name && strcmp(name, "message") == 0)
+            json_object_set_new(f, "value", json_string(msg));
+        if (name && strcmp(name, "level") == 0)
+            json_object_set_new(f, "value", json_string("WARN"));
+    }
+    text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    if (text == NULL)
+        return;
+    tlen = strlen(text);
+    if ((l = malloc(sizeof *l + tlen + 1)) == NULL) {
+        free(text);
         return;
     }
+    memcpy(l->text, text, tlen + 1);
+    free(text);
+    l->bytes = sizeof *l + tlen + 1 + 16;
+    up->log_bytes += l->bytes;
     l->next = NULL;
     if (up->ltail)
         up->ltail->next = l;
@@ -653,6 +812,8 @@ static void queue_drop_notice(sj_upstream *up)
         up->lhead = l;
     up->ltail = l;
     up->n_logs++;
+    free(up->drop_template);
+    up->drop_template = NULL;
     up->dropped_unreported = 0;
 }
 
@@ -662,17 +823,28 @@ static void logs_done(void *ud, int err, const char *detail,
     sj_upstream *up = ud;
 
     pthread_mutex_lock(&up->lock);
-    if (err == 0 && reply->status == SJ_STATUS_YES) {
+    int final = err == SJ_ETOOBIG || err == SJ_EPROTO ||
+                (err == 0 && reply->status != SJ_STATUS_YES &&
+                 ++up->log_refusals >= LOG_MAX_REFUSALS);
+    if (final)
+        SJ_ERROR("a batch of %zu task log line(s) was refused for good, "
+                 "dropped: %s",
+                 up->logs_in_flight,
+                 err ? (detail ? detail : sj_strerror(err))
+                     : (reply->message ? reply->message : "status 0"));
+    if ((err == 0 && reply->status == SJ_STATUS_YES) || final) {
         for (size_t i = 0; i < up->logs_in_flight && up->lhead; i++) {
             logrec *l = up->lhead;
             up->lhead = l->next;
-            free(l->text);
+            up->log_bytes -= l->bytes;
             free(l);
             up->n_logs--;
         }
         if (up->lhead == NULL)
             up->ltail = NULL;
-        up->stats.log_lines_sent += up->logs_in_flight;
+        up->log_refusals = 0;
+        if (!final)
+            up->stats.log_lines_sent += up->logs_in_flight;
         up->first_log_at = sj_mono_ms();
         up->log_retry_at = 0;
         queue_drop_notice(up);
@@ -688,30 +860,35 @@ static void logs_done(void *ud, int err, const char *detail,
     pthread_mutex_unlock(&up->lock);
 }
 
-/* Send the oldest queued records as one batch, "[[rec,rec,...]]" (the
- * records are already JSON text); lock held. */
+/* Send the oldest queued records as one batch; lock held. */
 static void send_logs(sj_upstream *up)
 {
-    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size, size = 4;
+    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size;
     char *body, *p;
-    logrec *l;
 
     /* A batch holds at most log_remote_buffer_size records (Java's window
      * of 50); a backlog leaves as several batches, one after another. */
     if (max == 0 || max > LOG_BATCH_MAX)
         max = LOG_BATCH_MAX;
-    for (l = up->lhead; l && n < max; l = l->next, n++)
-        size += l->len + 1;
-    if ((body = p = malloc(size + 1)) == NULL)
+    /* The body is "[[rec,rec,...]]", under LOG_BATCH_BYTES unless one
+     * record alone is larger (a line is cut well below the limit). */
+    size_t bytes = 0;
+    logrec *l;
+    for (l = up->lhead;
+         l && n < max && (n == 0 || bytes + l->bytes <= LOG_BATCH_BYTES);
+         l = l->next, n++)
+        bytes += strlen(l->text) + 1;
+    if ((body = p = malloc(bytes + 8)) == NULL)
         return;
     *p++ = '[';
     *p++ = '[';
-    n = 0;
-    for (l = up->lhead; l && n < max; l = l->next, n++) {
-        if (n > 0)
+    l = up->lhead;
+    for (size_t i = 0; i < n; i++, l = l->next) {
+        size_t tl = strlen(l->text);
+        if (i > 0)
             *p++ = ',';
-        memcpy(p, l->text, l->len);
-        p += l->len;
+        memcpy(p, l->text, tl);
+        p += tl;
     }
     *p++ = ']';
     *p++ = ']';
@@ -768,6 +945,7 @@ static long long pump(sj_upstream *up, long long now)
     if (!up->beat_in_flight && !up->beats_held && now >= up->next_beat &&
         !up->stopping) {
         up->beat_in_flight = 1;
+        up->down_beat_sent = atomic_load(&up->down);
         if (start_call(up, "/beat", "[\"PING\"]", beat_done, up) != 0) {
             up->beat_in_flight = 0;
             up->next_beat = now + up->backoff_ms;
@@ -790,6 +968,9 @@ static long long pump(sj_upstream *up, long long now)
     }
 
     wake = pump_reports(up, now, wake);
+    journal_again(up, now);
+    if (up->unjournaled > 0)
+        wake = min_ll(wake, up->spool_retry_at);
 
     if (up->n_logs > 0 && up->logs_in_flight == 0) {
         long long due = up->first_log_at +
@@ -823,6 +1004,14 @@ static void *upstream_thread(void *arg)
     pthread_mutex_lock(&up->lock);
     while (!up->stopping) {
         long long wake = pump(up, sj_mono_ms());
+        if (up->n_logs == 0 && up->log_bytes_peak > TRIM_AFTER_BYTES) {
+            /* A backlog was delivered: give its pages back, so the host is
+             * as small as before the outage. */
+            up->log_bytes_peak = 0;
+            pthread_mutex_unlock(&up->lock);
+            malloc_trim(0);
+            pthread_mutex_lock(&up->lock);
+        }
         if (!up->stopping)
             wait_until(up, wake);
     }
@@ -831,6 +1020,63 @@ static void *upstream_thread(void *arg)
 }
 
 /* ---- life cycle -------------------------------------------------------- */
+
+/* `labels` (a JSON object text) with "state":"down". */
+static char *labels_down(const char *labels)
+{
+    json_t *obj = json_loads(labels, 0, NULL);
+    char *text = NULL;
+
+    if (obj != NULL &&
+        json_object_set_new(obj, "state", json_string("down")) == 0)
+        text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(obj);
+    return text;
+}
+
+void sj_upstream_set_down(sj_upstream *up)
+{
+    pthread_mutex_lock(&up->lock);
+    atomic_store(&up->down, 1);
+    up->down_beat_sent = 0;
+    up->next_beat = 0; /* now, or right after the beat in flight */
+    up->beats_held = 0;
+    pthread_cond_signal(&up->cond);
+    pthread_mutex_unlock(&up->lock);
+}
+
+/* Wait until queued logs and (unheld) results are delivered, the server
+ * is unreachable, or `until` (monotonic ms) passes. */
+static void drain_wait(sj_upstream *up, long long until)
+{
+    pthread_mutex_lock(&up->lock);
+    up->flush_now = 1;
+    pthread_cond_signal(&up->cond);
+    /* Held reports whose holder can no longer release them are not
+     * waited for: they stay in the journal. */
+    while ((up->n_logs > 0 || up->n_reports > up->n_held) &&
+           up->state == LINK_UP && sj_mono_ms() < until) {
+        pthread_mutex_unlock(&up->lock);
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&up->lock);
+        up->flush_now = 1;
+        pthread_cond_signal(&up->cond);
+    }
+    pthread_mutex_unlock(&up->lock);
+}
+
+size_t sj_upstream_flush_wait(sj_upstream *up, int grace_ms)
+{
+    size_t left;
+
+    drain_wait(up, sj_mono_ms() + grace_ms);
+    sj_spool_sync_now(up->spool);
+    pthread_mutex_lock(&up->lock);
+    left = up->n_reports;
+    pthread_mutex_unlock(&up->lock);
+    return left;
+}
 
 int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
                       char *err, size_t errlen)
@@ -849,7 +1095,8 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
     atomic_init(&up->next_req_id, 1);
     up->backoff_ms = BACKOFF_MIN_MS;
     up->labels_json = sj_config_labels_json(opts->cfg);
-    if (up->labels_json == NULL) {
+    if (up->labels_json == NULL ||
+        (up->labels_down_json = labels_down(up->labels_json)) == NULL) {
         rc = SJ_ENOMEM;
         goto fail;
     }
@@ -861,10 +1108,29 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
     pthread_condattr_destroy(&ca);
 
     if (!opts->no_spool) {
-        char name[64];
-        snprintf(name, sizeof name, "results-%d", opts->host_port);
-        rc = sj_spool_open(opts->cfg->spool_dir, name, recover_report, up,
-                           &up->spool, err, errlen);
+        char dir[1024], key[1024];
+        if (opts->cfg->spool_dir[0] == '\0')
+            sj_spool_warn_old(".snailjob-spool"); /* the old default */
+        if (sj_config_spool_dir(opts->cfg, dir, sizeof dir) != 0) {
+            snprintf(err, errlen,
+                     "no journal directory: set spool_dir (SNAIL_SPOOL_DIR), "
+                     "STATE_DIRECTORY, XDG_STATE_HOME or HOME");
+            rc = SJ_ECONFIG;
+            goto fail_sync;
+        }
+        snprintf(key, sizeof key, "server=%s namespace=%s group=%s", up->target,
+                 opts->cfg->namespace_id, opts->cfg->group_name);
+        rc = sj_spool_open(dir, key, opts->host_port,
+                           sj_spool_sync_parse(opts->cfg->spool_sync),
+                           recover_report, up, &up->spool, err, errlen);
+        if (rc == SJ_ENOSPC) {
+            /* A full disk must not keep the host from starting. */
+            SJ_ERROR("%s: running without a journal; results are delivered "
+                     "from memory only",
+                     err);
+            up->spool = NULL;
+            rc = 0;
+        }
         if (rc != 0)
             goto fail_sync;
         if (up->n_reports > 0)
@@ -890,6 +1156,7 @@ fail_sync:
     pthread_mutex_destroy(&up->lock);
 fail:
     free(up->labels_json);
+    free(up->labels_down_json);
     free(up);
     return rc;
 }
@@ -902,20 +1169,8 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
         return;
     /* Give queued logs and results a chance to leave. */
     until = sj_mono_ms() + grace_ms;
+    drain_wait(up, until);
     pthread_mutex_lock(&up->lock);
-    up->flush_now = 1;
-    pthread_cond_signal(&up->cond);
-    /* Held reports whose holder can no longer release them are not
-     * waited for: they stay in the journal. */
-    while ((up->n_logs > 0 || up->n_reports > up->n_held) &&
-           up->state == LINK_UP && sj_mono_ms() < until) {
-        pthread_mutex_unlock(&up->lock);
-        struct timespec ts = {0, 10 * 1000000};
-        nanosleep(&ts, NULL);
-        pthread_mutex_lock(&up->lock);
-        up->flush_now = 1;
-        pthread_cond_signal(&up->cond);
-    }
     up->stopping = 1;
     pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
@@ -941,16 +1196,15 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     while (up->lhead) {
         logrec *l = up->lhead;
         up->lhead = l->next;
-        free(l->text);
         free(l);
     }
-    free(up->drop.namespace_id);
-    free(up->drop.group_name);
+    free(up->drop_template);
     sj_spool_close(up->spool);
     for (size_t i = 0; i < up->n_names; i++)
         free(up->names[i]);
     free(up->names);
     free(up->labels_json);
+    free(up->labels_down_json);
     pthread_cond_destroy(&up->cond);
     pthread_mutex_destroy(&up->lock);
     free(up);
@@ -1003,6 +1257,21 @@ int sj_upstream_call(sj_upstream *up, const char *uri, const char *body,
                              err, errlen);
     sj_request_free(&req);
     return rc;
+}
+
+int sj_upstream_backlogged(sj_upstream *up, char *why, size_t whylen)
+{
+    int full;
+
+    pthread_mutex_lock(&up->lock);
+    full = up->unjournaled_bytes > UNJOURNALED_MAX_BYTES;
+    if (full)
+        snprintf(why, whylen,
+                 "snailjob-lua cannot journal results (%s) and holds %zu "
+                 "bytes of them in memory: try another client",
+                 up->spool ? "disk full" : "no journal", up->unjournaled_bytes);
+    pthread_mutex_unlock(&up->lock);
+    return full;
 }
 
 int sj_upstream_connected(sj_upstream *up, char *why, size_t whylen)

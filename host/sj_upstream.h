@@ -10,6 +10,16 @@
  * oldest waiting lines of the task are kept and a "N log lines dropped"
  * record is sent in their place, never a silent loss.
  *
+ * Edges (issue 11): a log line over log_line_max is cut with a marker
+ * saying how much; log batches stay under 4 MiB (the server takes 10 MiB);
+ * the log queue is bounded in bytes (log_queue_max_bytes): the oldest
+ * lines not in flight are dropped, a WARN per episode gives the count; a
+ * report or batch refused for good (gRPC RESOURCE_EXHAUSTED or a
+ * malformed call, or 5 in-band refusals) is dropped with an ERROR naming
+ * the task, so nothing waits behind it. A result the journal cannot take
+ * (full disk) is kept in memory, delivered, and journaled again later.
+ * After a backlog over 8 MiB is delivered the heap is trimmed.
+ *
  * Server state (reachable or not) is logged once per change, not per try.
  * Any thread may call sj_upstream_report/_log/_flush/_call/_set_executors;
  * start and stop belong to the main thread.
@@ -47,6 +57,17 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
 /* Flush logs and results for at most `grace_ms`, then stop the thread.
  * What is still unacknowledged stays in the journal. NULL ok. */
 void sj_upstream_stop(sj_upstream *up, int grace_ms);
+
+/* Draining (SIGTERM): from now on every call's labels say state=down, and
+ * a heartbeat saying so goes at once, so the server stops choosing this
+ * host (protocol.md §3.1). */
+void sj_upstream_set_down(sj_upstream *up);
+
+/* Wait at most `grace_ms` for queued logs and results to be delivered
+ * (not past the server becoming unreachable), sync the journal; returns
+ * the results still unacknowledged. For an exit that cannot stop the
+ * workers (one stuck in C): the upstream keeps running. */
+size_t sj_upstream_flush_wait(sj_upstream *up, int grace_ms);
 
 /* Replace the executor names announced to the server (copied); they are
  * registered now and again whenever the server comes back. The first call
@@ -129,6 +150,10 @@ int sj_upstream_call(sj_upstream *up, const char *uri, const char *body,
 /* Fill `req` (zeroed) with a request to `uri` carrying the host headers. */
 int sj_upstream_request(sj_upstream *up, const char *uri, const char *body,
                         sj_request *req);
+
+/* 1 (with `why`) while results the journal could not take (full disk)
+ * hold more than 64 MiB of memory: dispatches are then refused. */
+int sj_upstream_backlogged(sj_upstream *up, char *why, size_t whylen);
 
 /* 1 once the server answered a heartbeat, 0 while it is unreachable or
  * refusing. `why` (may be NULL) gets the last failure. */

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sj_spool.h"
 
 static int h_failures;
 
@@ -185,6 +188,11 @@ static inline void h_host_start(h_host *h, int server_port, ...)
         if (chdir(h->dir) != 0)
             _exit(127);
         h_clear_snail_env(); /* no SNAIL_* leaks in */
+        /* The default journal directory is the state dir: one per test
+         * host, inside its directory. */
+        unsetenv("STATE_DIRECTORY");
+        snprintf(buf, sizeof buf, "%s/state", h->dir);
+        setenv("XDG_STATE_HOME", buf, 1);
         setenv("SNAIL_SERVER_HOST", "127.0.0.1", 1);
         snprintf(buf, sizeof buf, "%d", server_port);
         setenv("SNAIL_SERVER_PORT", buf, 1);
@@ -245,6 +253,95 @@ static inline int h_log_has(h_host *h, const char *needle)
     int has = strstr(log, needle) != NULL;
     free(log);
     return has;
+}
+
+/* The path of the host's journal in `sub` (relative to its directory;
+ * NULL: the default state dir) into buf, or "" if there is none yet. */
+static inline void h_journal_path(const h_host *h, const char *sub, char *buf,
+                                  size_t len)
+{
+    char pattern[700];
+    glob_t g;
+
+    snprintf(pattern, sizeof pattern, "%s/%s/results-%d-*.journal", h->dir,
+             sub != NULL ? sub : "state/snailjob-lua", h->port);
+    buf[0] = '\0';
+    if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0)
+        snprintf(buf, len, "%s", g.gl_pathv[0]);
+    globfree(&g);
+}
+
+typedef struct h_jstate {
+    const char *needle;
+    unsigned long long open[4096];
+    int n, acked;
+} h_jstate;
+
+static inline void h_jrecord(void *ud, char kind, uint64_t seq,
+                             const char *body, size_t len)
+{
+    h_jstate *s = ud;
+    if (kind == 'R' && s->n < 4096 &&
+        memmem(body, len, s->needle, strlen(s->needle)) != NULL)
+        s->open[s->n++] = seq;
+    else if (kind == 'A')
+        for (int i = 0; i < s->n; i++)
+            if (s->open[i] == seq) {
+                s->open[i--] = s->open[--s->n];
+                s->acked++;
+            }
+}
+
+/* Records of the journal at `path` whose body contains `needle`: how many
+ * are pending (no acknowledgement), and in *acked how many were
+ * acknowledged (may be NULL). */
+static inline int h_journal_count(const char *path, const char *needle,
+                                  int *acked)
+{
+    static h_jstate s;
+    memset(&s, 0, sizeof s);
+    s.needle = needle;
+    if (path[0] != '\0')
+        sj_spool_scan(path, h_jrecord, &s);
+    if (acked != NULL)
+        *acked = s.acked;
+    return s.n;
+}
+
+/* VmRSS of process `pid` in kB, -1 if unreadable. */
+static inline long h_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* Fill the file system holding `dir` with <dir>/filler until not one
+ * byte more fits (full-disk tests on a small tmpfs). */
+static inline void h_fill_disk(const char *dir)
+{
+    char path[600], block[4096];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/filler", dir);
+    memset(block, 'x', sizeof block);
+    if ((f = fopen(path, "w")) == NULL)
+        return;
+    setvbuf(f, NULL, _IONBF, 0);
+    while (fwrite(block, 1, sizeof block, f) == sizeof block)
+        ;
+    while (fwrite(block, 1, 1, f) == 1)
+        ;
+    fclose(f);
 }
 
 /* Occurrences of `needle` in the host's log. */

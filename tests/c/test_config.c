@@ -170,7 +170,7 @@ static void test_defaults(void)
     CHECK(cfg.queue_size == 1024);
     CHECK(cfg.log_remote_interval == 1.0);
     CHECK(cfg.log_remote_buffer_size == 50);
-    CHECK_STR(cfg.spool_dir, ".snailjob-spool");
+    CHECK_STR(cfg.spool_dir, "");
     CHECK(cfg.memory_limit_mb == 256);
     CHECK_STR(cfg.lua_path, "");
     CHECK_STR(cfg.lua_cpath, "");

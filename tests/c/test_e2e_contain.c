@@ -40,7 +40,7 @@
 
 #define LIBLUA "/usr/lib/x86_64-linux-gnu/liblua5.4.so.0"
 #define STOP_GRACE_S 1
-#define SHUTDOWN_GRACE_MS 5000
+#define SHUTDOWN_GRACE_MS 5000 /* host A's shutdown_grace */
 
 static const char executors_lua[] =
     "local sj = require 'snailjob'\n"
@@ -630,7 +630,8 @@ int main(void)
     h_host_start(&host_a, emu_port, cpath, "SNAIL_WORKERS=2",
                  "SNAIL_STOP_GRACE=1", "SNAIL_CLEANUP_BUDGET=0.5",
                  "SNAIL_LOAD_TIMEOUT=1", "SNAIL_BEAT_INTERVAL=1",
-                 "SNAIL_LOG_REMOTE_INTERVAL=0.02", NULL);
+                 "SNAIL_LOG_REMOTE_INTERVAL=0.02", "SNAIL_SHUTDOWN_GRACE=5",
+                 /* SHUTDOWN_GRACE_MS */ NULL);
     snprintf(target_a, sizeof target_a, "127.0.0.1:%d", host_a.port);
     if (!wait_ready(&host_a)) {
         fprintf(stderr, "host A did not start\n");

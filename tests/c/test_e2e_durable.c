@@ -570,30 +570,6 @@ done:
 
 /* ---- 4. a spooled result survives kill -9 of the host ------------------ */
 
-/* Records "R <seq> <json>" of the journal that contain `needle` and have
- * no "A <seq>" after them (sj_spool.h). */
-static int journal_pending(const char *path, const char *needle)
-{
-    char *text = h_read_file(path), *line, *save = NULL;
-    unsigned long long open[64];
-    int n = 0;
-
-    for (line = strtok_r(text, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        unsigned long long seq;
-        if (line[0] == 'R' && strstr(line, needle) != NULL && n < 64 &&
-            sscanf(line, "R %llu", &seq) == 1) {
-            open[n++] = seq;
-        } else if (line[0] == 'A' && sscanf(line, "A %llu", &seq) == 1) {
-            for (int i = 0; i < n; i++)
-                if (open[i] == seq)
-                    open[i--] = open[--n];
-        }
-    }
-    free(text);
-    return n;
-}
-
 static void test_kill9(void)
 {
     int port = 0;
@@ -622,14 +598,11 @@ static void test_kill9(void)
     sj_emu_stop(emu);
 
     /* Wait until the result is in the journal, then kill the host hard. */
-    snprintf(journal, sizeof journal, "%s/spool/results-%d.journal", h.dir,
-             h.port);
     snprintf(idtext, sizeof idtext, "\"taskId\":%" PRId64, task);
     until = h_now() + H_MS(5000);
     while (!spooled && h_now() < until) {
-        char *text = h_read_file(journal);
-        spooled = strstr(text, idtext) != NULL;
-        free(text);
+        h_journal_path(&h, "spool", journal, sizeof journal);
+        spooled = h_journal_count(journal, idtext, NULL) > 0;
         if (!spooled)
             h_sleep_ms(20);
     }
@@ -668,7 +641,8 @@ static void test_kill9(void)
     CHECK(h_log_has(&h, "from an earlier run will be delivered"));
     /* Acknowledged: a clean stop leaves nothing to resend. */
     CHECK_LL(h_host_stop(&h, SIGTERM), 0);
-    CHECK_LL(journal_pending(journal, idtext), 0);
+    h_journal_path(&h, "spool", journal, sizeof journal);
+    CHECK_LL(h_journal_count(journal, idtext, NULL), 0);
     free(first_host);
 done:
     host_end(&h);

@@ -484,34 +484,17 @@ static void test_parent_timeout_delivers_held(void)
     CHECK(log_count("executor timeout of 1 s exceeded") >= 1);
 }
 
-/* 1 if the host's journal has an "R <seq> <json>" record for task `id`
- * and (acked = 1) an "A <seq>" after it, or (acked = 0) none. */
+/* 1 if the host's journal has a result record for task `id` and (acked
+ * = 1) an acknowledgement of it, or (acked = 0) none. */
 static int journal_has(int64_t id, int acked)
 {
-    char path[400], needle[64], *text, *p;
-    unsigned long long seq = 0;
-    int found = 0;
+    char path[700], needle[64];
+    int pending, done = 0;
 
-    snprintf(path, sizeof path, "%s/.snailjob-spool/results-%d.journal",
-             host.dir, host.port);
-    text = h_read_file(path);
+    h_journal_path(&host, NULL, path, sizeof path);
     snprintf(needle, sizeof needle, "\"taskId\":%" PRId64 ",", id);
-    for (p = text; p != NULL && *p != '\0';) {
-        char *nl = strchr(p, '\n');
-        if (nl != NULL)
-            *nl = '\0';
-        if (p[0] == 'R' && strstr(p, needle) != NULL &&
-            sscanf(p, "R %llu", &seq) == 1)
-            found = 1;
-        else if (found && p[0] == 'A') {
-            unsigned long long s = 0;
-            if (sscanf(p, "A %llu", &s) == 1 && s == seq)
-                found = 2;
-        }
-        p = nl != NULL ? nl + 1 : NULL;
-    }
-    free(text);
-    return acked ? found == 2 : found == 1;
+    pending = h_journal_count(path, needle, &done);
+    return acked ? done == 1 && pending == 0 : pending == 1;
 }
 
 static void child_ids(int64_t batch, int64_t *ids, size_t *n)
