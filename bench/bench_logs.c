@@ -291,7 +291,8 @@ static void usage(void)
             "  --binary       snailjob-lua to run (default $SJ_BINARY, else\n"
             "                 the one built next to this bench)\n"
             "  --lines        lines written by each task (200000)\n"
-            "  --queue-bytes  the host's log_queue_max_bytes (16777216)\n"
+            "  --queue-bytes  the host's log_queue_max_bytes (67108864, its "
+            "default)\n"
             "  --workers      host workers (4)\n"
             "  --batch        the host's log_remote_buffer_size (its default)\n"
             "  --quick        20000 lines per task\n");
@@ -300,7 +301,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     const char *bin = getenv("SJ_BINARY");
-    size_t lines = 200000, queue_bytes = 16u << 20, batch = 0;
+    size_t lines = 200000, queue_bytes = 64u << 20, batch = 0;
     int workers = 4, port = 0, code = 0;
     char target[64], kv_workers[48], kv_queue[64], kv_batch[64] = "";
     sj_server *srv = NULL;
