@@ -1,13 +1,16 @@
 /*
- * bench_mapreduce - a 200-way MapReduce end to end (issue 4, item 7).
+ * bench_mapreduce - MapReduce end to end at 200-, 1,000- and 5,000-way
+ * fan-out (issue 4, item 7; issue 14, item 4).
  *
  * Not a test: it prints figures. The REAL snailjob-lua binary runs as a
  * child process; the in-process emulator (sj_emu: sj_srv behind a real
  * gRPC listener and real outbound channels) plays the SnailJob server on
  * loopback. One run is a MAP_REDUCE batch: ROOT_MAP fans out WIDTH
- * elements in one map report, each MAP child doubles its element, shardNum
- * REDUCE tasks sum their partition and MERGE_REDUCE sums the reduces
- * (checked: 2 * WIDTH * (WIDTH + 1) / 2).
+ * elements in one map report when WIDTH <= 200; above that (a map report
+ * holds at most 200) it fans out ceil(WIDTH / 200) GROUP tasks, and each
+ * GROUP fans out its range of at most 200 elements (nested maps). Each
+ * leaf MAP child doubles its element, shardNum REDUCE tasks sum their
+ * partition and MERGE_REDUCE sums the reduces (checked: WIDTH * (WIDTH+1)).
  *
  * Measured per run, in the same process:
  *   wall    trigger -> batch SUCCESS as sj_srv sees it (median of runs);
@@ -21,7 +24,10 @@
  *           is wall / floor;
  *   CPU     of the host process per run (/proc/<pid>/stat).
  *
- * Usage: bench_mapreduce [--binary PATH] [--runs N] [--width N]
+ * Target (issue 14): wall <= 1.5 x the same calls on the pipelined echo
+ * pair (8 in flight).
+ *
+ * Usage: bench_mapreduce [--binary PATH] [--runs N] [--width N[,N...]]
  *                        [--shards N] [--workers N] [--quick]
  * Threads: main only, plus the emulator's and the transport's own.
  */
@@ -31,6 +37,8 @@
 #include <stdint.h>
 
 #include "sj_harness.h"
+
+#include "bench_proc.h"
 
 #include "sj_emu.h"
 #include "sj_error.h"
@@ -47,15 +55,28 @@
 #define LOG_URI "/batch/server/report/log"
 #define BEAT_URI "/beat"
 #define CALL_TIMEOUT_MS 10000
+#define TARGET_RATIO_8 1.5 /* wall / the same calls 8 in flight */
 
 static const char EXECUTOR[] =
     "local sj = require 'snailjob'\n"
     "local mr = sj.map_reduce('benchMapReduce')\n"
-    "mr:map(function(args)\n"
+    "local function range(lo, hi)\n"
     "  local list = {}\n"
-    "  for i = 1, math.tointeger(tonumber(args.job_params)) do list[i] = i "
+    "  for i = lo, hi do list[#list + 1] = i end\n"
+    "  return list\n"
     "end\n"
-    "  return sj.mr_do_map(list, 'DOUBLE')\n"
+    "mr:map(function(args)\n"
+    "  local n = math.tointeger(tonumber(args.job_params))\n"
+    "  if n <= 200 then return sj.mr_do_map(range(1, n), 'DOUBLE') end\n"
+    "  local groups = {}\n"
+    "  for lo = 1, n, 200 do\n"
+    "    groups[#groups + 1] = lo .. ':' .. math.min(lo + 199, n)\n"
+    "  end\n"
+    "  return sj.mr_do_map(groups, 'GROUP')\n"
+    "end)\n"
+    "mr:map('GROUP', function(args)\n"
+    "  local lo, hi = tostring(args.map_result):match('^(%d+):(%d+)$')\n"
+    "  return sj.mr_do_map(range(tonumber(lo), tonumber(hi)), 'DOUBLE')\n"
     "end)\n"
     "mr:map('DOUBLE', function(args)\n"
     "  return sj.success(args.map_result * 2)\n"
@@ -88,29 +109,6 @@ static long long now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* utime + stime of `pid` in clock ticks, -1 if unreadable. */
-static long long proc_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024], *p;
-    unsigned long long ut = 0, st = 0;
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL)
-        return -1;
-    /* after "comm)": state(3) ... utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
 }
 
 /* ---- the floor: a bare echo pair ----------------------------------------- */
@@ -226,29 +224,173 @@ static void diff(const counts *a, const counts *b, counts *d)
     d->out_stop = b->out_stop - a->out_stop;
 }
 
+/* `runs` measured MapReduces of `width` (after `warm` more), each followed
+ * by its echo floor; prints the figures. 0, or 1 on a failed run. */
+static int run_width(sj_srv *srv, h_host *host, sj_channel *ch,
+                     const sj_request *req, int width, int shards, int workers,
+                     int runs, int warm)
+{
+    long long *walls = NULL, *fl_seq = NULL, *fl_8 = NULL, *r_seq = NULL,
+              *r_8 = NULL, expect, host_us = 0;
+    size_t n_calls = 0;
+    counts c0, c1, d, tot;
+    char width_s[16], *res = NULL;
+    int code = 0;
+
+    walls = calloc((size_t)runs, sizeof *walls);
+    fl_seq = calloc((size_t)runs, sizeof *fl_seq);
+    fl_8 = calloc((size_t)runs, sizeof *fl_8);
+    r_seq = calloc((size_t)runs, sizeof *r_seq);
+    r_8 = calloc((size_t)runs, sizeof *r_8);
+    memset(&tot, 0, sizeof tot);
+    snprintf(width_s, sizeof width_s, "%d", width);
+    expect = (long long)width * (width + 1);
+    for (int r = -warm; r < runs; r++) {
+        sj_srv_job j;
+        int64_t id = 0;
+        long long t0, t1, c0_us;
+        int st;
+
+        memset(&j, 0, sizeof j);
+        j.job_id = 4200;
+        j.task_type = SJ_SRV_MAP_REDUCE;
+        j.executor_info = "benchMapReduce";
+        j.args = width_s;
+        j.shard_num = shards;
+        j.executor_timeout = 60;
+        j.parallel_num = workers;
+        c0_us = bp_cpu_us(host->pid);
+        snapshot(srv, &c0);
+        t0 = now_us();
+        if (sj_srv_trigger(srv, &j, &id) != 0) {
+            fprintf(stderr, "bench_mapreduce: trigger failed\n");
+            code = 1;
+            break;
+        }
+        st = sj_srv_wait_batch(srv, id, 120000);
+        t1 = now_us();
+        snapshot(srv, &c1);
+        if (st != SJ_SRV_SUCCESS || sj_srv_batch_result(srv, id, &res) != 0 ||
+            atoll(res) != expect) {
+            fprintf(stderr,
+                    "bench_mapreduce: run %d: status %d, result %s "
+                    "(want %lld)\n",
+                    r, st, res ? res : "none", expect);
+            code = 1;
+            break;
+        }
+        free(res);
+        res = NULL;
+        diff(&c0, &c1, &d);
+        if (n_calls == 0) /* the same every run: take the first */
+            n_calls = (d.in_all - d.in_beat) + (d.out_all - d.out_stop);
+        /* the cleanup stops (one per task row) go out meanwhile: wait until
+         * they are all sent, so they do not load the floor or the next run */
+        for (size_t last = (size_t)-1, now;
+             (now = sj_srv_sent_count(srv, SJ_SRV_URI_STOP)) != last;
+             last = now)
+            h_sleep_ms(100);
+        if (r < 0)
+            continue;
+        host_us += bp_cpu_us(host->pid) - c0_us;
+        walls[r] = t1 - t0;
+        tot.in_all += d.in_all - d.in_beat;
+        tot.in_map += d.in_map;
+        tot.in_result += d.in_result;
+        tot.in_log += d.in_log;
+        tot.in_beat += d.in_beat;
+        tot.out_all += d.out_all;
+        tot.out_dispatch += d.out_dispatch;
+        tot.out_stop += d.out_stop;
+        /* the floor right after, under the same machine load */
+        fl_seq[r] = echo_run(ch, req, n_calls, 1);
+        fl_8[r] = echo_run(ch, req, n_calls, 8);
+        if (fl_seq[r] <= 0 || fl_8[r] <= 0) {
+            fprintf(stderr, "bench_mapreduce: echo calls failed\n");
+            code = 1;
+            break;
+        }
+        r_seq[r] = walls[r] * 1000 / fl_seq[r];
+        r_8[r] = walls[r] * 1000 / fl_8[r];
+    }
+    if (code != 0)
+        goto done_free;
+
+    {
+        size_t per_in = tot.in_all / (size_t)runs;
+        size_t per_out = (tot.out_all - tot.out_stop) / (size_t)runs;
+        double cpu_ms = (double)host_us / 1000.0 / runs;
+        long long med_wall, med_seq = median(fl_seq, (size_t)runs),
+                            med_8 = median(fl_8, (size_t)runs);
+
+        qsort(walls, (size_t)runs, sizeof *walls, cmp_ll);
+        med_wall = walls[runs / 2];
+        printf("bench_mapreduce: %d-way MapReduce (shardNum %d: %d REDUCE + "
+               "%s), host workers %d, parallelNum %d, %d runs (+%d warm-up)\n",
+               width, shards, shards < width ? shards : width,
+               shards > 1 ? "MERGE" : "no MERGE", workers, workers, runs, warm);
+        printf("  wall trigger->SUCCESS: median %.1f ms, min %.1f ms, max "
+               "%.1f ms\n",
+               med_wall / 1e3, walls[0] / 1e3, walls[runs - 1] / 1e3);
+        printf("  RPCs per run (emulator records): %zu in the wall = "
+               "client->server %zu (%zu map report, %zu result reports, "
+               "%zu log batches) + server->client %zu dispatches; "
+               "+ %zu cleanup stops after SUCCESS; beats excluded "
+               "(%zu in all runs)\n",
+               per_in + per_out, per_in, tot.in_map / (size_t)runs,
+               tot.in_result / (size_t)runs, tot.in_log / (size_t)runs, per_out,
+               tot.out_stop / (size_t)runs, tot.in_beat);
+        printf("  gRPC floor for %zu calls (echo pair, after each run): "
+               "1 in flight median %.1f ms (%.0f us/call), 8 in flight "
+               "%.1f ms (%.0f us/call)\n",
+               n_calls, med_seq / 1e3, (double)med_seq / (double)n_calls,
+               med_8 / 1e3, (double)med_8 / (double)n_calls);
+        printf("  ratio wall / floor (median of per-run ratios): %.2fx "
+               "(1 in flight), %.2fx (8 in flight)\n",
+               median(r_seq, (size_t)runs) / 1e3,
+               median(r_8, (size_t)runs) / 1e3);
+        printf("  host CPU per run: %.1f ms (%.0f us per in-wall RPC)\n",
+               cpu_ms, cpu_ms * 1000.0 / (double)n_calls);
+        printf("  wall <= %.1f x the pipelined echo pair (8 in flight): "
+               "%s\n",
+               TARGET_RATIO_8,
+               median(r_8, (size_t)runs) <= TARGET_RATIO_8 * 1000 ? "MET"
+                                                                  : "MISSED");
+    }
+
+done_free:
+    free(walls);
+    free(fl_seq);
+    free(fl_8);
+    free(r_seq);
+    free(r_8);
+    free(res);
+    return code;
+}
+
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: bench_mapreduce [--binary PATH] [--runs N] [--width N]\n"
-            "                       [--shards N] [--workers N] [--quick]\n"
-            "  --binary   snailjob-lua to run (default $SJ_BINARY, else the\n"
-            "             one built next to this bench)\n"
-            "  --runs     measured runs (20; 2 more warm up)\n"
-            "  --width    sub-tasks of the one map report (200)\n"
-            "  --shards   shardNum: REDUCE tasks (2, so MERGE runs too)\n"
-            "  --workers  host workers (2)\n"
-            "  --quick    5 runs\n");
+    fprintf(
+        stderr,
+        "usage: bench_mapreduce [--binary PATH] [--runs N] [--width N,...]\n"
+        "                       [--shards N] [--workers N] [--quick]\n"
+        "  --binary   snailjob-lua to run (default $SJ_BINARY, else the\n"
+        "             one built next to this bench)\n"
+        "  --runs     measured runs per width (20 at 200-way, fewer for\n"
+        "             wider, at least 3; 2 more warm up)\n"
+        "  --width    leaf map tasks, a list (200,1000,5000); above 200\n"
+        "             the root fans out groups of at most 200 (nested)\n"
+        "  --shards   shardNum: REDUCE tasks (2, so MERGE runs too)\n"
+        "  --workers  host workers (2)\n"
+        "  --quick    5 runs per width\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *bin = getenv("SJ_BINARY");
-    int runs = 20, width = 200, shards = 2, workers = 2, warm = 2, port = 0;
-    char workers_kv[32], width_s[16], target[64], *res = NULL;
-    long long *walls = NULL, *fl_seq = NULL, *fl_8 = NULL, *r_seq = NULL,
-              *r_8 = NULL, expect, host_ticks = 0;
-    size_t n_calls = 0;
-    counts c0, c1, d, tot;
+    int runs = 20, shards = 2, workers = 2, warm = 2, port = 0, runs_given = 0;
+    char workers_kv[32], target[64], widths[128] = "200,1000,5000",
+                                     *save = NULL;
     sj_server *es = NULL;
     sj_channel *ch = NULL;
     sj_request req;
@@ -266,13 +408,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--quick") == 0)
-            runs = 5;
+            runs = 5, runs_given = 1;
         else if (v != NULL && strcmp(a, "--binary") == 0)
             bin = v, i++;
         else if (v != NULL && strcmp(a, "--runs") == 0)
-            runs = atoi(v), i++;
+            runs = atoi(v), runs_given = 1, i++;
         else if (v != NULL && strcmp(a, "--width") == 0)
-            width = atoi(v), i++;
+            snprintf(widths, sizeof widths, "%s", v), i++;
         else if (v != NULL && strcmp(a, "--shards") == 0)
             shards = atoi(v), i++;
         else if (v != NULL && strcmp(a, "--workers") == 0)
@@ -282,9 +424,20 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (runs < 1 || width < 1 || width > 200 || shards < 1 || workers < 1) {
+    if (runs < 1 || shards < 1 || workers < 1) {
         usage();
         return 2;
+    }
+    for (const char *w = widths; *w != '\0'; w++) {
+        int v = atoi(w);
+        if (v < 1 || v > 40000) { /* 200 groups of 200 at most */
+            usage();
+            return 2;
+        }
+        while (*w != '\0' && *w != ',')
+            w++;
+        if (*w == '\0')
+            break;
     }
     if (access(bin, X_OK) != 0) {
         fprintf(stderr, "bench_mapreduce: no snailjob-lua at '%s'\n", bin);
@@ -304,8 +457,11 @@ int main(int argc, char **argv)
     h_host_dir(&host);
     h_write_file(host.dir, "executors/bench.lua", EXECUTOR);
     snprintf(workers_kv, sizeof workers_kv, "SNAIL_WORKERS=%d", workers);
+    /* A nested fan-out queues every leaf of a wide map on this one host
+     * at once (the server dispatches a map report's children together):
+     * 5,000 leaves do not fit the default queue_size of 1024. */
     h_host_start(&host, port, workers_kv, "SNAIL_LOG_LEVEL=WARN",
-                 "SNAIL_BEAT_INTERVAL=10", NULL);
+                 "SNAIL_BEAT_INTERVAL=10", "SNAIL_QUEUE_SIZE=65536", NULL);
     for (long long until = h_now() + 15000; h_now() < until;) {
         sj_srv_node_info *nodes;
         size_t n = 0;
@@ -352,125 +508,18 @@ int main(int argc, char **argv)
     }
     echo_run(ch, &req, 200, 8); /* connect and warm up */
 
-    walls = calloc((size_t)runs, sizeof *walls);
-    fl_seq = calloc((size_t)runs, sizeof *fl_seq);
-    fl_8 = calloc((size_t)runs, sizeof *fl_8);
-    r_seq = calloc((size_t)runs, sizeof *r_seq);
-    r_8 = calloc((size_t)runs, sizeof *r_8);
-    memset(&tot, 0, sizeof tot);
-    snprintf(width_s, sizeof width_s, "%d", width);
-    expect = (long long)width * (width + 1);
-    for (int r = -warm; r < runs; r++) {
-        sj_srv_job j;
-        int64_t id = 0;
-        long long t0, t1, c0_ticks;
-        int st;
-
-        memset(&j, 0, sizeof j);
-        j.job_id = 4200;
-        j.task_type = SJ_SRV_MAP_REDUCE;
-        j.executor_info = "benchMapReduce";
-        j.args = width_s;
-        j.shard_num = shards;
-        j.executor_timeout = 60;
-        j.parallel_num = workers;
-        c0_ticks = proc_cpu_ticks(host.pid);
-        snapshot(srv, &c0);
-        t0 = now_us();
-        if (sj_srv_trigger(srv, &j, &id) != 0) {
-            fprintf(stderr, "bench_mapreduce: trigger failed\n");
+    for (char *t = strtok_r(widths, ",", &save); t != NULL;
+         t = strtok_r(NULL, ",", &save)) {
+        int width = atoi(t), n = runs;
+        if (!runs_given) /* fewer runs of the wide shapes: same load */
+            n = width <= 200             ? runs
+                : runs * 200 / width < 3 ? 3
+                                         : runs * 200 / width;
+        if (run_width(srv, &host, ch, &req, width, shards, workers, n, warm))
             code = 1;
-            break;
-        }
-        st = sj_srv_wait_batch(srv, id, 30000);
-        t1 = now_us();
-        snapshot(srv, &c1);
-        if (st != SJ_SRV_SUCCESS || sj_srv_batch_result(srv, id, &res) != 0 ||
-            atoll(res) != expect) {
-            fprintf(stderr,
-                    "bench_mapreduce: run %d: status %d, result %s "
-                    "(want %lld)\n",
-                    r, st, res ? res : "none", expect);
-            code = 1;
-            break;
-        }
-        free(res);
-        res = NULL;
-        diff(&c0, &c1, &d);
-        if (n_calls == 0) /* the same every run: take the first */
-            n_calls = (d.in_all - d.in_beat) + (d.out_all - d.out_stop);
-        /* the cleanup stops (one per task row) are answered meanwhile */
-        h_sleep_ms(100);
-        if (r < 0)
-            continue;
-        host_ticks += proc_cpu_ticks(host.pid) - c0_ticks;
-        walls[r] = t1 - t0;
-        tot.in_all += d.in_all - d.in_beat;
-        tot.in_map += d.in_map;
-        tot.in_result += d.in_result;
-        tot.in_log += d.in_log;
-        tot.in_beat += d.in_beat;
-        tot.out_all += d.out_all;
-        tot.out_dispatch += d.out_dispatch;
-        tot.out_stop += d.out_stop;
-        /* the floor right after, under the same machine load */
-        fl_seq[r] = echo_run(ch, &req, n_calls, 1);
-        fl_8[r] = echo_run(ch, &req, n_calls, 8);
-        if (fl_seq[r] <= 0 || fl_8[r] <= 0) {
-            fprintf(stderr, "bench_mapreduce: echo calls failed\n");
-            code = 1;
-            break;
-        }
-        r_seq[r] = walls[r] * 1000 / fl_seq[r];
-        r_8[r] = walls[r] * 1000 / fl_8[r];
-    }
-    if (code != 0)
-        goto done_free;
-
-    {
-        size_t per_in = tot.in_all / (size_t)runs;
-        size_t per_out = (tot.out_all - tot.out_stop) / (size_t)runs;
-        double cpu_ms =
-            (double)host_ticks * 1000.0 / (double)sysconf(_SC_CLK_TCK) / runs;
-        long long med_wall, med_seq = median(fl_seq, (size_t)runs),
-                            med_8 = median(fl_8, (size_t)runs);
-
-        qsort(walls, (size_t)runs, sizeof *walls, cmp_ll);
-        med_wall = walls[runs / 2];
-        printf("bench_mapreduce: %d-way MapReduce (shardNum %d: %d REDUCE + "
-               "%s), host workers %d, parallelNum %d, %d runs (+%d warm-up)\n",
-               width, shards, shards < width ? shards : width,
-               shards > 1 ? "MERGE" : "no MERGE", workers, workers, runs, warm);
-        printf("  wall trigger->SUCCESS: median %.1f ms, min %.1f ms, max "
-               "%.1f ms\n",
-               med_wall / 1e3, walls[0] / 1e3, walls[runs - 1] / 1e3);
-        printf("  RPCs per run (emulator records): %zu in the wall = "
-               "client->server %zu (%zu map report, %zu result reports, "
-               "%zu log batches) + server->client %zu dispatches; "
-               "+ %zu cleanup stops after SUCCESS; beats excluded "
-               "(%zu in all runs)\n",
-               per_in + per_out, per_in, tot.in_map / (size_t)runs,
-               tot.in_result / (size_t)runs, tot.in_log / (size_t)runs, per_out,
-               tot.out_stop / (size_t)runs, tot.in_beat);
-        printf("  gRPC floor for %zu calls (echo pair, after each run): "
-               "1 in flight median %.1f ms (%.0f us/call), 8 in flight "
-               "%.1f ms (%.0f us/call)\n",
-               n_calls, med_seq / 1e3, (double)med_seq / (double)n_calls,
-               med_8 / 1e3, (double)med_8 / (double)n_calls);
-        printf("  ratio wall / floor (median of per-run ratios): %.2fx "
-               "(1 in flight), %.2fx (8 in flight)\n",
-               median(r_seq, (size_t)runs) / 1e3,
-               median(r_8, (size_t)runs) / 1e3);
-        printf("  host CPU per run: %.1f ms (%.0f us per in-wall RPC)\n",
-               cpu_ms, cpu_ms * 1000.0 / (double)n_calls);
+        fflush(stdout);
     }
 
-done_free:
-    free(walls);
-    free(fl_seq);
-    free(fl_8);
-    free(r_seq);
-    free(r_8);
 done:
     sj_channel_close(ch);
     sj_server_stop(es);

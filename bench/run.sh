@@ -5,8 +5,10 @@
 #   bench/run.sh bench_jobs ...  only these
 #
 # Extra arguments for one benchmark come from the environment, named after
-# it in upper case: BENCH_JOBS_ARGS="--quick" for bench_jobs. BUILD_DIR
-# (default build-bench) and JOBS (default 2) adjust the build.
+# it in upper case: BENCH_JOBS_ARGS="--quick" for bench_jobs. Unset, they
+# default to what BENCHMARKS.md's tables need (bench_jobs: --perf, which
+# uses perf(1) when it is installed and allowed, and --sweep 1,4,8,16).
+# BUILD_DIR (default build-bench) and JOBS (default 2) adjust the build.
 #
 # Benchmarks print figures; they are not tests. Each runs on its own, one
 # after another (they measure the machine: never run two at once). The
@@ -74,7 +76,11 @@ for b in $built; do
         continue
     fi
     var=$(echo "$b" | tr '[:lower:]' '[:upper:]')_ARGS
-    eval "args=\${$var:-}"
+    case $b in
+    bench_jobs) default="--perf --sweep 1,4,8,16" ;;
+    *) default="" ;;
+    esac
+    eval "args=\${$var-\$default}"
     # shellcheck disable=SC2086,SC2154
     SJ_BINARY="$build/snailjob-lua" "$exe" $args
     rc=$?

@@ -190,34 +190,6 @@ static void putf(out *o, const char *fmt, ...)
         put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        n = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        n = 3;
-        lo = p[0] == 0xE0 ? 0xA0 : 0x80;
-        hi = p[0] == 0xED ? 0x9F : 0xBF;
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        n = 4;
-        lo = p[0] == 0xF0 ? 0x90 : 0x80;
-        hi = p[0] == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (left < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 /* Text: control bytes as \n, \r, \t, \xNN; backslash as is. */
 static void put_text(out *o, const char *s)
 {
@@ -256,7 +228,7 @@ static void put_json_body(out *o, const char *s)
         } else if (*p < 0x20 || *p == 0x7f) {
             putf(o, "\\u%04x", *p);
             n = 1;
-        } else if ((n = utf8_len(p, left)) == 0) {
+        } else if ((n = sj_text_utf8_len(p, left)) == 0) {
             put(o, "\\ufffd", 6);
             n = 1;
         } else {

@@ -72,12 +72,21 @@ struct worker {
     long long stop_seen; /* when the watchdog first saw current's stop */
     int exited;          /* the slot's thread left its loop */
     int no_thread;       /* retired at shutdown: nothing to join */
+    /* idle: waiting on its own `wake`, on the pool's idle stack (a busy
+     * worker, the only kind ever retired, is never on it) */
+    pthread_cond_t wake;
+    int idle;           /* guarded by pool->lock */
+    worker *idle_below; /* next on the idle stack */
 };
 
 struct sj_pool {
     sj_pool_options opts;
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* work arrived / slot freed / state */
+    pthread_cond_t cond; /* state, for the threads that start/stop it */
+    /* Idle workers, the most recently idle on top: a dispatch wakes that
+     * one only (its caches are warm; the others stay asleep when fewer
+     * workers keep up with the load). Guarded by lock. */
+    worker *idle_top;
     qnode *head, *tail;
     size_t queued;
     size_t queued_bytes; /* about what the queued tasks hold */
@@ -353,6 +362,41 @@ static void deliver(sj_pool *pool, const sj_task *t, char *report)
     deliver_taken(pool, t->task_batch_id, report, mine);
 }
 
+/* ---- idle workers (lock held) ------------------------------------------ */
+
+static void idle_remove(sj_pool *pool, worker *w)
+{
+    if (!w->idle)
+        return;
+    for (worker **p = &pool->idle_top; *p != NULL; p = &(*p)->idle_below)
+        if (*p == w) {
+            *p = w->idle_below;
+            break;
+        }
+    w->idle = 0;
+    w->idle_below = NULL;
+}
+
+/* Wake the most recently idle worker; 0 if none was idle. */
+static int wake_one(sj_pool *pool)
+{
+    worker *w = pool->idle_top;
+    if (w == NULL)
+        return 0;
+    idle_remove(pool, w);
+    pthread_cond_signal(&w->wake);
+    return 1;
+}
+
+/* A state change every thread must see: idle workers and the waiters on
+ * pool->cond (start, stop). */
+static void wake_all(sj_pool *pool)
+{
+    while (wake_one(pool))
+        ;
+    pthread_cond_broadcast(&pool->cond);
+}
+
 /* ---- queue (lock held) ------------------------------------------------- */
 
 static size_t batch_running(sj_pool *pool, int64_t batch)
@@ -595,7 +639,11 @@ static void *worker_thread(void *arg)
         }
         sj_task *t = take_task(pool);
         if (t == NULL) {
-            pthread_cond_wait(&pool->cond, &pool->lock);
+            w->idle = 1;
+            w->idle_below = pool->idle_top;
+            pool->idle_top = w;
+            pthread_cond_wait(&w->wake, &pool->lock);
+            idle_remove(pool, w); /* woken by a spurious wake-up */
             continue;
         }
         w->current = t;
@@ -633,7 +681,8 @@ static void *worker_thread(void *arg)
         /* A batch slot freed: only tasks still queued can want it (waking
          * every idle worker after every task costs a switch each). */
         if (pool->queued > 0)
-            pthread_cond_broadcast(&pool->cond);
+            while (wake_one(pool))
+                ;
     }
     w->exited = 1;
     pthread_mutex_unlock(&pool->lock);
@@ -905,7 +954,7 @@ int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
         pool->head = q;
     pool->tail = q;
     pool->queued++;
-    pthread_cond_signal(&pool->cond);
+    wake_one(pool);
     pthread_mutex_unlock(&pool->lock);
     return 0;
 }
@@ -958,6 +1007,8 @@ static void pool_free(sj_pool *pool)
     pthread_mutex_destroy(&pool->reload_lock);
     pthread_cond_destroy(&pool->cond);
     pthread_mutex_destroy(&pool->lock);
+    for (int i = 0; i < pool->n_workers; i++)
+        pthread_cond_destroy(&pool->workers[i].wake);
     free(pool->workers);
     free(pool);
 }
@@ -998,6 +1049,8 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->cond, NULL);
     pthread_mutex_init(&pool->reload_lock, NULL);
+    for (int i = 0; i < pool->n_workers; i++)
+        pthread_cond_init(&pool->workers[i].wake, NULL);
 
     for (int i = 0; i < pool->n_workers; i++) {
         worker *w = &pool->workers[i];
@@ -1038,7 +1091,7 @@ int sj_pool_start(const sj_pool_options *opts, sj_pool **out, char *err,
     if (rc != 0) {
         pthread_mutex_lock(&pool->lock);
         pool->shutting_down = 1;
-        pthread_cond_broadcast(&pool->cond);
+        wake_all(pool);
         pthread_mutex_unlock(&pool->lock);
         for (int i = 0; i < started; i++)
             pthread_join(pool->workers[i].thread, NULL);
@@ -1083,7 +1136,7 @@ void sj_pool_stop(sj_pool *pool)
             atomic_store(&t->stop, SJ_STOP_SHUTDOWN);
     }
     pool->shutting_down = 1;
-    pthread_cond_broadcast(&pool->cond);
+    wake_all(pool);
     if (running > 0)
         SJ_WARN("shutdown: interrupting %zu running task(s)", running);
     /* Never wait for a worker stuck in a C call: past stop_grace it is
@@ -1155,7 +1208,7 @@ int sj_pool_reload(sj_pool *pool, const char *const *files, size_t n_files,
     old = pool->gen;
     g->number = old->number + 1;
     pool->gen = g;
-    pthread_cond_broadcast(&pool->cond); /* idle workers switch now */
+    wake_all(pool); /* idle workers switch now */
     pthread_mutex_unlock(&pool->lock);
     gen_unref(old);
     if (generation != NULL)

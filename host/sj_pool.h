@@ -3,7 +3,9 @@
  *
  * N workers, each owning one sj_vm (one lua_State) that only it touches.
  * Dispatched tasks wait in one bounded FIFO; a worker takes the oldest task
- * whose batch is below its parallelNum on this host. A watchdog thread
+ * whose batch is below its parallelNum on this host. A dispatch wakes one
+ * idle worker, the one idle most recently (its caches are warm, and under
+ * a light load the other workers stay asleep). A watchdog thread
  * turns passed executor deadlines into stop flags; /job/stop/v1 sets the
  * flag of every running task of the batch and drops its queued ones. The
  * VM's hook turns a flag into an interruption (sj_vm.h). Finished tasks are

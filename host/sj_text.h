@@ -18,6 +18,11 @@
  * SIZE_MAX when out of memory. */
 size_t sj_text_distance(const char *a, const char *b, int fold_case);
 
+/* Length (1-4) of the well-formed UTF-8 sequence at p, with `left` bytes
+ * there (at least 1), or 0 if the bytes are not one (RFC 3629: no
+ * overlongs, no surrogates, at most U+10FFFF). */
+size_t sj_text_utf8_len(const unsigned char *p, size_t left);
+
 /* The printable stand-in of `secret` into `out` (always terminated):
  * its first 4 and last 2 bytes around "…" when it is at least 12 bytes
  * long (enough stays hidden), else "…" alone; "" for an empty secret. */

@@ -1,5 +1,6 @@
 #include "sj_transport.h"
 
+#include <dlfcn.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -21,6 +22,37 @@
 
 /* ---- shared helpers -------------------------------------------------- */
 
+/*
+ * Debian builds abseil without NDEBUG, so every absl::Mutex operation
+ * inside gRPC runs deadlock detection (GraphCycles::GetId/InsertEdge):
+ * 3-4 % of the host's CPU per job in `perf record` (BENCHMARKS.md). It is
+ * switched off through abseil's public absl::SetMutexDeadlockDetectionMode
+ * (kIgnore = 0), once, before gRPC takes its first lock. That is a C++
+ * function, so it is looked up by its mangled name; when the name is not
+ * there (another abseil build or version) detection stays as it is.
+ * Nothing else changes: it is debug bookkeeping only.
+ */
+static void absl_deadlock_detection_off(void)
+{
+    static const char *const names[] = {
+        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_"
+        "15OnDeadlockCycleE",
+        "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_"
+        "15OnDeadlockCycleE",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *sym = dlsym(RTLD_DEFAULT, names[i]);
+        if (sym != NULL) {
+            void (*set_mode)(int);
+            memcpy(&set_mode, &sym, sizeof set_mode);
+            set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
+            return;
+        }
+    }
+}
+
+static pthread_once_t absl_once = PTHREAD_ONCE_INIT;
+
 /* gRPC's own log lines go through the host log (one format, one line
  * each, the token masked), at DEBUG: what matters is said again by our
  * own error, e.g. a port in use. */
@@ -32,6 +64,7 @@ static void grpc_log_to_host(gpr_log_func_args *args)
 
 void sj_transport_init(void)
 {
+    pthread_once(&absl_once, absl_deadlock_detection_off);
     gpr_set_log_function(grpc_log_to_host);
     grpc_init();
 }

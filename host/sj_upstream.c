@@ -13,6 +13,7 @@
 #include "sj_builtins.h"
 #include "sj_error.h"
 #include "sj_json.h"
+#include "sj_logrec.h"
 #include "sj_spool.h"
 
 #define REPORT_WINDOW 64      /* result reports in flight at once */
@@ -629,14 +630,6 @@ static void recover_report(void *ud, uint64_t seq, const char *body)
 
 /* ---- logs ---------------------------------------------------------------- */
 
-static json_t *field(const char *name, const char *value)
-{
-    json_t *f = json_pack("{s:s}", "name", name);
-    if (value != NULL)
-        json_object_set_new(f, "value", json_string(value));
-    return f;
-}
-
 /* Count a dropped record, keeping it as the template of the notice (its
  * task gets the notice). Lock held. */
 static void note_dropped(sj_upstream *up, char *rec)
@@ -679,10 +672,10 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
                      const char *msg, size_t len, const char *location)
 {
     static const char *const levels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-    char stamp[24], thread[32];
-    long long now = sj_now_ms();
-    json_t *rec, *fields;
+    sj_logrec r;
     logrec *l;
+    char *text;
+    size_t tlen = 0;
 
     char *cut = NULL;
     size_t max = (size_t)up->cfg->log_line_max;
@@ -705,34 +698,24 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
                                       len - keep, len);
         msg = cut;
     }
-    snprintf(stamp, sizeof stamp, "%lld", now);
-    snprintf(thread, sizeof thread, "worker-%" PRId64, t->task_id % 1000);
-    fields = json_array();
-    json_array_append_new(fields, field("time_stamp", stamp));
-    json_array_append_new(fields, field("level", levels[level]));
-    json_array_append_new(fields, field("thread", "snailjob-lua"));
-    json_array_append_new(
-        fields, json_pack("{s:s,s:s%}", "name", "message", "value", msg, len));
-    json_array_append_new(fields, field("location", location));
-    json_array_append_new(fields, field("throwable", NULL));
-    json_array_append_new(fields, field("host", up->cfg->host_ip));
-    json_array_append_new(fields, field("port", up->host_port));
-    rec = json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "logType", "JOB", "namespaceId",
-        t->namespace_id ? t->namespace_id : up->cfg->namespace_id, "groupName",
-        t->group_name ? t->group_name : up->cfg->group_name, "jobId",
-        (json_int_t)t->job_id, "taskBatchId", (json_int_t)t->task_batch_id,
-        "taskId", (json_int_t)t->task_id, "realTime", (json_int_t)now,
-        "fieldList", fields);
+    /* The record as the JSON text it is sent as, in one pass (sj_logrec:
+     * what jansson's dump of the record tree gave, without the tree). */
+    memset(&r, 0, sizeof r);
+    r.namespace_id = t->namespace_id ? t->namespace_id : up->cfg->namespace_id;
+    r.group_name = t->group_name ? t->group_name : up->cfg->group_name;
+    r.job_id = t->job_id;
+    r.task_batch_id = t->task_batch_id;
+    r.task_id = t->task_id;
+    r.real_time = sj_now_ms();
+    r.level = levels[level];
+    r.message = msg;
+    r.message_len = len;
+    r.location = location;
+    r.host = up->cfg->host_ip;
+    r.port = up->host_port;
+    text = sj_logrec_text(&r, &tlen);
     free(cut);
-    if (rec == NULL)
-        return;
-    /* One writer for every outbound body (sorted keys), outside the lock:
-     * the dump is the cost. */
-    char *text = sj_json_text(rec);
-    json_decref(rec);
-    size_t tlen = text != NULL ? strlen(text) : 0;
-    if (tlen == 0 || (l = malloc(sizeof *l + tlen + 1)) == NULL) {
+    if (text == NULL || (l = malloc(sizeof *l + tlen + 1)) == NULL) {
         free(text);
         return;
     }

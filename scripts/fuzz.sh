@@ -23,7 +23,7 @@ cc=$(command -v clang || command -v clang-14)
 scripts/setup.sh build-fuzz -DCMAKE_C_COMPILER="$cc" -DSJ_FUZZ=ON \
     -DSJ_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     >/dev/null
-for t in codec endpoint luajson; do
+for t in codec endpoint luajson logrec; do
     work="build-fuzz/corpus-$t"
     rm -rf "$work"
     mkdir -p "$work"

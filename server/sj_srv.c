@@ -562,22 +562,37 @@ static void batch_free(batch *b)
     free(b);
 }
 
+/* Ids come from one counter and rows are only ever appended: s->batches
+ * and each batch's tasks are sorted by id, so lookups bisect (a 5,000-way
+ * MapReduce made the linear scans the emulator's largest cost). */
 static batch *batch_find(const sj_srv *s, int64_t id)
 {
-    for (size_t i = 0; i < s->n_batches; i++)
-        if (s->batches[i]->id == id)
-            return s->batches[i];
-    return NULL;
+    size_t lo = 0, hi = s->n_batches;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->batches[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_batches && s->batches[lo]->id == id ? s->batches[lo]
+                                                         : NULL;
 }
 
 static task *task_find(const batch *b, int64_t id)
 {
+    size_t lo = 0, hi;
     if (b == NULL)
         return NULL;
-    for (size_t i = 0; i < b->n_tasks; i++)
-        if (b->tasks[i]->id == id)
-            return b->tasks[i];
-    return NULL;
+    hi = b->n_tasks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->tasks[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < b->n_tasks && b->tasks[lo]->id == id ? b->tasks[lo] : NULL;
 }
 
 /* New task row; RUNNING on `n`, or CANCEL without a client (§6.6). Takes
@@ -1170,7 +1185,11 @@ static void find_task(const sj_srv *s, int64_t task_id, batch **bp, task **tp)
 {
     *bp = NULL;
     *tp = NULL;
-    for (size_t i = 0; i < s->n_batches; i++) {
+    /* newest first: a report is most often for the latest batch; a task
+     * is always younger than its batch */
+    for (size_t i = s->n_batches; i-- > 0;) {
+        if (s->batches[i]->id > task_id)
+            continue;
         task *t = task_find(s->batches[i], task_id);
         if (t != NULL) {
             *bp = s->batches[i];
