@@ -466,12 +466,17 @@ static void test_shell_stream_and_stop(void)
                              "wait\n"));
     int64_t batch = 0;
     CHECK(sj_srv_trigger(srv, &j, &batch) == 0);
-    sj_srv_task_info *v = NULL;
-    size_t n = 0;
     int64_t task_id = 0;
-    if (sj_srv_batch_tasks(srv, batch, &v, &n) == 0 && n == 1)
-        task_id = v[0].task_id;
-    sj_srv_tasks_free(v, n);
+    /* the batch's task may be created after the trigger returns */
+    for (long long until = h_now() + H_MS(3000);
+         task_id == 0 && h_now() < until; h_sleep_ms(5)) {
+        sj_srv_task_info *v = NULL;
+        size_t n = 0;
+        if (sj_srv_batch_tasks(srv, batch, &v, &n) == 0 && n == 1)
+            task_id = v[0].task_id;
+        sj_srv_tasks_free(v, n);
+    }
+    CHECKF(task_id != 0, "batch %lld has no task", (long long)batch);
     CHECK(wait_log(task_id, "pgid ", H_MS(3000)) != NULL);
     CHECKF(sj_srv_batch_status(srv, batch) == SJ_SRV_RUNNING,
            "the line came only after the end (status %d)",
