@@ -929,8 +929,8 @@ static void test_server_refusing(void)
     h_host_dir(&h3);
     h_write_file(h3.dir, "executors/jobs.lua", EXECUTORS_LUA);
     h_host_start(&h3, port, "SNAIL_BEAT_INTERVAL=1", NULL);
-    /* 250, 500, then capped at 500: 7 beats in ~2.3 s. */
-    wait_from(sj_emu_srv(e), "/beat", h3.port, 0, 7, H_MS(6000));
+    /* 250, 500, then capped at the 1 s interval: 7 beats in ~4.8 s. */
+    wait_from(sj_emu_srv(e), "/beat", h3.port, 0, 7, H_MS(8000));
     n = requests_from(sj_emu_srv(e), "/beat", h3.port, 0, b, 12);
     CHECK(n >= 7);
     if (n >= 7) {
@@ -940,10 +940,12 @@ static void test_server_refusing(void)
         printf("\n");
         CHECKF(b[1].t - b[0].t >= 200 && b[1].t - b[0].t <= 250 + H_MS(200),
                "first retry after %lld ms", b[1].t - b[0].t);
-        for (size_t i = 2; i < n && i < 12; i++)
-            CHECKF(b[i].t - b[i - 1].t >= 400 &&
-                       b[i].t - b[i - 1].t <= 500 + H_MS(200),
-                   "retry gap %lld ms (cap 500)", b[i].t - b[i - 1].t);
+        CHECKF(b[2].t - b[1].t >= 400 && b[2].t - b[1].t <= 500 + H_MS(200),
+               "second retry after %lld ms", b[2].t - b[1].t);
+        for (size_t i = 3; i < n && i < 12; i++)
+            CHECKF(b[i].t - b[i - 1].t >= 900 &&
+                       b[i].t - b[i - 1].t <= 1000 + H_MS(200),
+                   "retry gap %lld ms (cap 1000)", b[i].t - b[i - 1].t);
     }
     CHECK(sj_srv_request_count(sj_emu_srv(e), "/register/job/executors") == 0);
     CHECKF(h_log_count(&h3, "refused this host") == 1,
