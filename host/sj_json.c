@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sj_error.h"
+#include "sj_text.h"
 
 /* Shortest of %.15g/%.16g/%.17g that reads back as `d` (finite), made to
  * look like a real (".0" added when it has no '.' or exponent). buf holds
@@ -56,18 +57,19 @@ int sj_json_fmt_int(long long v, char *buf)
     return len;
 }
 
+/* sj_json_buf with how dump writes objects. */
 typedef struct sbuf {
-    char *p;
-    size_t len, cap;
+    sj_json_buf s;
     int keep_order; /* object members in insertion order, not sorted */
 } sbuf;
 
-static int sb_reserve(sbuf *b, size_t more)
+/* Room for `more` bytes and the terminating NUL. */
+static int buf_reserve(sj_json_buf *b, size_t more)
 {
-    size_t cap = b->cap;
+    size_t cap = b->cap > 0 ? b->cap : 64;
     char *p;
 
-    if (b->len + more < b->cap)
+    if (b->p != NULL && b->len + more < b->cap)
         return 0;
     while (cap <= b->len + more) {
         if (cap > SIZE_MAX / 2)
@@ -81,41 +83,40 @@ static int sb_reserve(sbuf *b, size_t more)
     return 0;
 }
 
-static int sb_add(sbuf *b, const char *s, size_t n)
+int sj_json_buf_add(sj_json_buf *b, const char *s, size_t n)
 {
-    if (sb_reserve(b, n) != 0)
+    if (buf_reserve(b, n) != 0)
         return SJ_ENOMEM;
     memcpy(b->p + b->len, s, n);
     b->len += n;
+    b->p[b->len] = '\0';
     return 0;
 }
 
-/* Bytes that must be escaped in a JSON string: controls, '"', '\\'. */
-static int needs_escape(unsigned char ch)
+int sj_json_buf_str(sj_json_buf *b, const char *s, size_t n)
 {
-    return ch < 0x20 || ch == '"' || ch == '\\';
-}
-
-static int dump_string(sbuf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
+    static const char hex[] = "0123456789ABCDEF"; /* as jansson */
+    const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
 
-    if (sb_add(b, "\"", 1) != 0)
+    if (sj_json_buf_add(b, "\"", 1) != 0)
         return SJ_ENOMEM;
     while (i < n) {
-        size_t run = i;
+        size_t run = i, seq = 0;
         unsigned char ch;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
         size_t elen = 2;
 
-        while (run < n && !needs_escape((unsigned char)s[run]))
-            run++;
-        if (run > i && sb_add(b, s + i, run - i) != 0)
+        /* a run of bytes that go out as they are: well-formed UTF-8
+         * other than controls, '"' and '\\' */
+        while (run < n && u[run] >= 0x20 && u[run] != '"' && u[run] != '\\' &&
+               (seq = sj_text_utf8_len(u + run, n - run)) > 0)
+            run += seq;
+        if (run > i && sj_json_buf_add(b, s + i, run - i) != 0)
             return SJ_ENOMEM;
         if (run == n)
             break;
-        ch = (unsigned char)s[run];
+        ch = u[run];
         switch (ch) {
         case '"':
             esc[1] = '"';
@@ -139,16 +140,21 @@ static int dump_string(sbuf *b, const char *s, size_t n)
             esc[1] = 't';
             break;
         default:
+            if (ch >= 0x20) { /* not UTF-8: U+FFFD */
+                memcpy(esc, "\xEF\xBF\xBD", 3);
+                elen = 3;
+                break;
+            }
             memcpy(esc + 1, "u00", 3);
             esc[4] = hex[ch >> 4];
             esc[5] = hex[ch & 15];
             elen = 6;
         }
-        if (sb_add(b, esc, elen) != 0)
+        if (sj_json_buf_add(b, esc, elen) != 0)
             return SJ_ENOMEM;
         i = run + 1;
     }
-    return sb_add(b, "\"", 1);
+    return sj_json_buf_add(b, "\"", 1);
 }
 
 typedef struct member {
@@ -188,19 +194,19 @@ static int dump_object(sbuf *b, const json_t *v, int depth)
     n = i;
     if (!b->keep_order)
         qsort(m, n, sizeof *m, member_cmp);
-    rc = sb_add(b, "{", 1);
+    rc = sj_json_buf_add(&b->s, "{", 1);
     for (i = 0; i < n && rc == 0; i++) {
         if (i > 0)
-            rc = sb_add(b, ",", 1);
+            rc = sj_json_buf_add(&b->s, ",", 1);
         if (rc == 0)
-            rc = dump_string(b, m[i].key, m[i].len);
+            rc = sj_json_buf_str(&b->s, m[i].key, m[i].len);
         if (rc == 0)
-            rc = sb_add(b, ":", 1);
+            rc = sj_json_buf_add(&b->s, ":", 1);
         if (rc == 0)
             rc = dump_value(b, m[i].value, depth + 1);
     }
     if (rc == 0)
-        rc = sb_add(b, "}", 1);
+        rc = sj_json_buf_add(&b->s, "}", 1);
     if (m != small)
         free(m);
     return rc;
@@ -221,53 +227,51 @@ static int dump_value(sbuf *b, const json_t *v, int depth)
 
         if (depth >= SJ_JSON_MAX_DEPTH)
             return SJ_ETOOBIG;
-        if ((rc = sb_add(b, "[", 1)) != 0)
+        if ((rc = sj_json_buf_add(&b->s, "[", 1)) != 0)
             return rc;
         for (size_t i = 0; i < n; i++) {
-            if (i > 0 && (rc = sb_add(b, ",", 1)) != 0)
+            if (i > 0 && (rc = sj_json_buf_add(&b->s, ",", 1)) != 0)
                 return rc;
             if ((rc = dump_value(b, json_array_get(v, i), depth + 1)) != 0)
                 return rc;
         }
-        return sb_add(b, "]", 1);
+        return sj_json_buf_add(&b->s, "]", 1);
     }
     case JSON_STRING:
-        return dump_string(b, json_string_value(v), json_string_length(v));
+        return sj_json_buf_str(&b->s, json_string_value(v),
+                               json_string_length(v));
     case JSON_INTEGER:
-        return sb_add(b, num,
-                      (size_t)sj_json_fmt_int(json_integer_value(v), num));
+        return sj_json_buf_add(
+            &b->s, num, (size_t)sj_json_fmt_int(json_integer_value(v), num));
     case JSON_REAL:
         /* jansson refuses to build NaN/inf reals. */
-        return sb_add(b, num,
-                      (size_t)sj_json_fmt_real(json_real_value(v), num));
+        return sj_json_buf_add(
+            &b->s, num, (size_t)sj_json_fmt_real(json_real_value(v), num));
     case JSON_TRUE:
-        return sb_add(b, "true", 4);
+        return sj_json_buf_add(&b->s, "true", 4);
     case JSON_FALSE:
-        return sb_add(b, "false", 5);
+        return sj_json_buf_add(&b->s, "false", 5);
     case JSON_NULL:
     default:
-        return sb_add(b, "null", 4);
+        return sj_json_buf_add(&b->s, "null", 4);
     }
 }
 
 static int dump(const json_t *v, int keep_order, char **out, size_t *len)
 {
-    sbuf b = {NULL, 0, 64, keep_order};
+    sbuf b = {{NULL, 0, 0}, keep_order};
     int rc;
 
     *out = NULL;
     if (v == NULL)
         return SJ_EINVAL;
-    if ((b.p = malloc(b.cap)) == NULL)
-        return SJ_ENOMEM;
-    if ((rc = dump_value(&b, v, 0)) != 0 || (rc = sb_reserve(&b, 1)) != 0) {
-        free(b.p);
+    if ((rc = dump_value(&b, v, 0)) != 0) {
+        free(b.s.p);
         return rc;
     }
-    b.p[b.len] = '\0';
-    *out = b.p;
+    *out = b.s.p;
     if (len != NULL)
-        *len = b.len;
+        *len = b.s.len;
     return 0;
 }
 

@@ -6,7 +6,8 @@
  * path: object keys sorted (bytewise), reals in their shortest round-trip
  * form (0.1 is "0.1", not jansson's "0.10000000000000001"; integral reals
  * keep a ".0"), integers exact to 64 bits, strings escaped minimally
- * (controls, '"' and '\\'; UTF-8 passed through). Pure functions: any
+ * (controls, '"' and '\\'; UTF-8 passed through, other bytes as
+ * U+FFFD). Pure functions: any
  * thread; no state; no Lua.
  */
 #ifndef SJ_JSON_H
@@ -35,6 +36,24 @@ char *sj_json_text(const json_t *v);
  * they were parsed in), as the Java server's Jackson keeps a client's
  * order; for the server emulation. */
 char *sj_json_text_ordered(const json_t *v);
+
+/* A growing text buffer for writers that build JSON without a json_t
+ * (sj_logrec). Start from {0}; after a successful add, p holds len bytes
+ * and a terminating NUL; the caller free()s p. On SJ_ENOMEM the buffer
+ * keeps what it had. */
+typedef struct sj_json_buf {
+    char *p;
+    size_t len, cap;
+} sj_json_buf;
+
+/* Append `n` bytes of `s`. 0 or SJ_ENOMEM. */
+int sj_json_buf_add(sj_json_buf *b, const char *s, size_t n);
+
+/* Append `s` (n bytes) as a JSON string, quotes included, escaped as
+ * jansson's dump escapes it (controls as \n or \u00XX, '"', '\\'); a byte
+ * that does not start well-formed UTF-8 is written as U+FFFD. The one
+ * string escaper of every outbound body. 0 or SJ_ENOMEM. */
+int sj_json_buf_str(sj_json_buf *b, const char *s, size_t n);
 
 /* The number formats sj_json_dump uses, for writers that build JSON
  * without a json_t (sj_luajson): `d` (finite) as the shortest of

@@ -5,89 +5,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sj_text.h"
+#include "sj_json.h"
 
-/* A growing buffer; p becomes NULL (and stays) when memory runs out. */
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
+/* The record is built in an sj_json_buf whose p becomes NULL (and
+ * stays) once memory runs out, so the writer below needs no checks. */
+typedef sj_json_buf buf;
 
 static void put(buf *b, const char *s, size_t n)
 {
-    if (b->p == NULL)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            free(b->p);
-            b->p = NULL;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    if (b->p != NULL && sj_json_buf_add(b, s, n) != 0) {
+        free(b->p);
+        b->p = NULL;
     }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
 }
 
 #define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
 
-/* s as a JSON string, escaped as jansson's dump escapes it. */
+/* s as a JSON string (sj_json's escaper: jansson's escapes, U+FFFD for
+ * bytes that are not UTF-8). */
 static void put_str(buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF"; /* as jansson */
-    const unsigned char *u = (const unsigned char *)s;
-    size_t run = 0, i = 0;
-
-    PUT_LIT(b, "\"");
-    while (i < n) {
-        unsigned char c = u[i];
-        size_t seq = c >= 0x20 && c != '"' && c != '\\'
-                         ? sj_text_utf8_len(u + i, n - i)
-                         : 1;
-        if (c >= 0x20 && c != '"' && c != '\\' && seq > 0) {
-            i += seq;
-            continue;
-        }
-        put(b, s + run, i - run);
-        switch (c) {
-        case '"':
-            PUT_LIT(b, "\\\"");
-            break;
-        case '\\':
-            PUT_LIT(b, "\\\\");
-            break;
-        case '\b':
-            PUT_LIT(b, "\\b");
-            break;
-        case '\f':
-            PUT_LIT(b, "\\f");
-            break;
-        case '\n':
-            PUT_LIT(b, "\\n");
-            break;
-        case '\r':
-            PUT_LIT(b, "\\r");
-            break;
-        case '\t':
-            PUT_LIT(b, "\\t");
-            break;
-        default:
-            if (c < 0x20) {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                put(b, esc, sizeof esc);
-            } else {
-                PUT_LIT(b, "\xEF\xBF\xBD"); /* not UTF-8: U+FFFD */
-            }
-        }
-        i++;
-        run = i;
+    if (b->p != NULL && sj_json_buf_str(b, s, n) != 0) {
+        free(b->p);
+        b->p = NULL;
     }
-    put(b, s + run, n - run);
-    PUT_LIT(b, "\"");
 }
 
 static void put_cstr(buf *b, const char *s)

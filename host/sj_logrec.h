@@ -9,7 +9,8 @@
  * are not UTF-8 become U+FFFD (jansson refused such a message, and the
  * record went without it).
  *
- * Depends on sj_text only (libc otherwise); pure functions, any thread.
+ * Writes through sj_json's buffer and string escaper (libc otherwise);
+ * pure functions, any thread.
  */
 #ifndef SJ_LOGREC_H
 #define SJ_LOGREC_H

@@ -16,6 +16,7 @@
 
 #include "sj_error.h"
 #include "sj_json.h"
+#include "sj_text.h"
 
 _Static_assert(sizeof(json_int_t) == sizeof(lua_Integer),
                "json_int_t and lua_Integer must both be 64-bit");
@@ -35,11 +36,9 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t n)
     size_t i = 0;
 
     while (i < n) {
-        unsigned c = s[i];
         size_t k;
-        unsigned lo = 0x80, hi = 0xBF;
 
-        if (c < 0x80) {
+        if (s[i] < 0x80) {
             /* ASCII fast path, eight bytes at a time. */
             while (i + 8 <= n) {
                 uint64_t w;
@@ -52,29 +51,9 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t n)
                 i++;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
+        if ((k = sj_text_utf8_len(s + i, n - i)) == 0)
             return i;
-        }
-        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t j = 2; j <= k; j++)
-            if (s[i + j] < 0x80 || s[i + j] > 0xBF)
-                return i;
-        i += k + 1;
+        i += k;
     }
     return n;
 }
