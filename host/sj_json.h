@@ -7,8 +7,7 @@
  * form (0.1 is "0.1", not jansson's "0.10000000000000001"; integral reals
  * keep a ".0"), integers exact to 64 bits, strings escaped minimally
  * (controls, '"' and '\\'; UTF-8 passed through, other bytes as
- * U+FFFD). Pure functions: any
- * thread; no state; no Lua.
+ * U+FFFD). Pure functions: any thread; no state; no Lua.
  */
 #ifndef SJ_JSON_H
 #define SJ_JSON_H
