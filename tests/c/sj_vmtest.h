@@ -1,7 +1,8 @@
 /*
  * sj_vmtest.h - support for suites that run handlers in a real VM of this
- * process (test_http.c, test_exec.c): checks, time scaling, a task log
- * recorder, task construction and a thread that stops a task later.
+ * process (test_http.c, test_exec.c): a task log recorder, task
+ * construction and a thread that stops a task later; checks, RUN and time
+ * scaling come from sj_harness.h.
  *
  * Header-only; include it from exactly one file of a test program.
  */
@@ -14,45 +15,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "sj_harness.h"
 #include "sj_log.h"
 #include "sj_task.h"
 #include "sj_vm.h"
-
-static int failures;
-
-#define CHECKF(c, ...)                                                         \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
-
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        int before_ = failures;                                                \
-        long long t_ = sj_mono_ms();                                           \
-        fn();                                                                  \
-        printf("%s %s (%lld ms)\n", before_ == failures ? "ok  " : "FAIL",     \
-               #fn, sj_mono_ms() - t_);                                        \
-        fflush(stdout);                                                        \
-    } while (0)
-
-static inline long long vt_factor(void)
-{
-    const char *f = getenv("SJ_TIME_FACTOR");
-    return f != NULL && atoi(f) > 0 ? atoi(f) : 1;
-}
-#define MS(x) ((long long)(x)*vt_factor())
-
-static inline void sleep_ms(long long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 /* Every task log line, with its level and when it arrived. */
 typedef struct vt_line {
@@ -131,7 +97,7 @@ typedef struct vt_stopper {
 static void *vt_stop_later(void *arg)
 {
     vt_stopper *s = arg;
-    sleep_ms(s->delay_ms);
+    h_sleep_ms(s->delay_ms);
     s->set_at = sj_mono_ms();
     atomic_store(&s->t->stop, SJ_STOP_SERVER);
     return NULL;

@@ -150,7 +150,7 @@ static void test_lines_stream(void)
         CHECKF(ret->at_ms - first->at_ms >= 500,
                "'first' logged %lld ms before the process ended",
                ret->at_ms - first->at_ms);
-        CHECKF(first->at_ms - t0 < MS(400), "'first' logged after %lld ms",
+        CHECKF(first->at_ms - t0 < H_MS(400), "'first' logged after %lld ms",
                first->at_ms - t0);
         printf("    first line logged %lld ms after the start, %lld ms "
                "before the exit\n",
@@ -208,7 +208,7 @@ static long long stop_case(const char *executor)
 static void test_stop_group(void)
 {
     long long took = stop_case("stopme");
-    CHECKF(took < MS(200), "ended %lld ms after the stop", took);
+    CHECKF(took < H_MS(200), "ended %lld ms after the stop", took);
     printf("    stop: group gone %lld ms after the stop flag\n", took);
 }
 
@@ -217,7 +217,7 @@ static void test_stop_group(void)
 static void test_kill_grace(void)
 {
     long long took = stop_case("stubborn");
-    CHECKF(took >= 490 && took < 500 + MS(300),
+    CHECKF(took >= 490 && took < 500 + H_MS(300),
            "ended %lld ms after the stop (kill_grace 0.5 s)", took);
     printf("    SIGTERM ignored: group gone %lld ms after the stop\n", took);
 }
@@ -233,7 +233,7 @@ static void test_cleanup_exec(void)
     CHECKF(r.outcome == SJ_OUT_STOPPED, "cleanup: %s",
            sj_outcome_name(r.outcome));
     CHECKF(vt_find("cleaned up") != NULL, "the __close command did not run");
-    CHECKF(took < MS(500), "ended %lld ms after the stop", took);
+    CHECKF(took < H_MS(500), "ended %lld ms after the stop", took);
     sj_run_free(&r);
     sj_task_free(t);
     reopen();
@@ -250,7 +250,7 @@ static void test_deadline(void)
     long long late = sj_mono_ms() - t->deadline_ms;
     CHECKF(r.outcome == SJ_OUT_TIMEOUT, "stopme: %s",
            sj_outcome_name(r.outcome));
-    CHECKF(late < MS(200), "ended %lld ms after the deadline", late);
+    CHECKF(late < H_MS(200), "ended %lld ms after the deadline", late);
     long pgid = pgid_from_log();
     CHECKF(pgid > 0 && sj_group_members(pgid) == 0,
            "%d processes left in group %ld", sj_group_members(pgid), pgid);
@@ -283,9 +283,9 @@ int main(void)
     vt_clear();
     unlink(file);
     rmdir(dir);
-    if (failures == 0)
+    if (h_failures == 0)
         printf("test_exec: all checks passed\n");
     else
-        fprintf(stderr, "test_exec: %d check(s) failed\n", failures);
-    return failures != 0;
+        fprintf(stderr, "test_exec: %d check(s) failed\n", h_failures);
+    return h_failures != 0;
 }

@@ -68,7 +68,7 @@ static int start_tls(void)
         close(c);
         if (ok)
             return 0;
-        sleep_ms(20);
+        h_sleep_ms(20);
     }
     return -1;
 }
@@ -236,7 +236,7 @@ static void test_own_timeout(void)
     long long t0 = sj_mono_ms();
     expect_ok("owntimeout", base);
     long long took = sj_mono_ms() - t0;
-    CHECKF(took >= 250 && took < MS(1500), "timeout=0.3 took %lld ms", took);
+    CHECKF(took >= 250 && took < H_MS(1500), "timeout=0.3 took %lld ms", took);
 }
 
 /* Task log lines saying "attempt": 1 when the request was still waiting
@@ -260,7 +260,7 @@ static void test_stop_mid_body(void)
     CHECKF(attempts() == 1, "%d attempts", attempts());
     CHECKF(r.outcome == SJ_OUT_STOPPED, "slow: %s (%s)",
            sj_outcome_name(r.outcome), r.message ? r.message : "");
-    CHECKF(took < MS(100), "stopped %lld ms after the flag", took);
+    CHECKF(took < H_MS(100), "stopped %lld ms after the flag", took);
     printf("    stop mid-body: ended %lld ms after the stop flag\n", took);
     sj_run_free(&r);
     sj_task_free(t);
@@ -276,13 +276,13 @@ static void deadline_case(const char *what, const char *executor,
     vt_clear();
     sj_task *t = vt_job(executor, url);
     sj_run r;
-    t->deadline_ms = sj_mono_ms() + MS(300);
+    t->deadline_ms = sj_mono_ms() + H_MS(300);
     sj_vm_run(vm, t, &r);
     long long late = sj_mono_ms() - t->deadline_ms;
     CHECKF(r.outcome == SJ_OUT_TIMEOUT, "%s: %s (%s)", what,
            sj_outcome_name(r.outcome), r.message ? r.message : "");
-    CHECKF(late >= 0 && late < MS(100), "%s: ended %lld ms after the deadline",
-           what, late);
+    CHECKF(late >= 0 && late < H_MS(100),
+           "%s: ended %lld ms after the deadline", what, late);
     CHECKF(attempts() == 1, "%s: %d attempts", what, attempts());
     printf("    timeout during %s: ended %lld ms after the deadline\n", what,
            late);
@@ -320,7 +320,7 @@ static void test_deadline(void)
         fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         connect(fill[i], (struct sockaddr *)&a, sizeof a);
     }
-    sleep_ms(100);
+    h_sleep_ms(100);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     deadline_case("connect", "slow", url);
@@ -397,9 +397,9 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
-    if (failures == 0)
+    if (h_failures == 0)
         printf("test_http: all checks passed\n");
     else
-        fprintf(stderr, "test_http: %d check(s) failed\n", failures);
-    return failures != 0;
+        fprintf(stderr, "test_http: %d check(s) failed\n", h_failures);
+    return h_failures != 0;
 }
