@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sj_emu.h"
 #include "sj_spool.h"
 
 static int h_failures;
@@ -467,6 +468,50 @@ static inline void h_run_cmd(const char *dir, const char *const *args,
     c->max_rss_kb = ru.ru_maxrss;
     c->out = h_read_file(outp);
     c->err = h_read_file(errp);
+}
+
+/* An emulator on 127.0.0.1:*port (0: any free port, written back), its
+ * ids counting from id_base (0: the emulator's default); NULL with a
+ * failed check when it does not start. */
+static inline sj_emu *h_emu_up(int64_t id_base, int *port)
+{
+    sj_emu_config cfg;
+    sj_emu *emu = NULL;
+    char addr[64];
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.srv.id_base = id_base;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", *port);
+    if (sj_emu_open(&cfg, addr, &emu, port) != 0) {
+        CHECKF(0, "emulator did not start on %s", addr);
+        return NULL;
+    }
+    return emu;
+}
+
+/* Wait until the host `h` is a live node of `srv` and `executor` is
+ * registered; 0 with a failed check after timeout_ms (scaled). */
+static inline int h_wait_ready(sj_srv *srv, const h_host *h,
+                               const char *executor, int timeout_ms)
+{
+    long long until = h_now() + H_MS(timeout_ms);
+
+    while (h_now() < until) {
+        sj_srv_node_info *nodes;
+        size_t n;
+        int found = 0;
+
+        if (sj_srv_nodes(srv, &nodes, &n) == 0) {
+            for (size_t i = 0; i < n; i++)
+                found |= nodes[i].port == h->port && nodes[i].alive;
+            sj_srv_nodes_free(nodes, n);
+        }
+        if (found && sj_srv_has_executor(srv, executor))
+            return 1;
+        h_sleep_ms(20);
+    }
+    CHECKF(0, "host on port %d never registered (log %s)", h->port, h->log);
+    return 0;
 }
 
 #endif

@@ -98,49 +98,10 @@ static const char *const EXECUTORS =
 
 /* ---- fixtures ---------------------------------------------------------- */
 
-static sj_emu *emu_up(int64_t id_base, int *port)
-{
-    sj_emu_config cfg;
-    sj_emu *emu = NULL;
-    char addr[64];
-
-    memset(&cfg, 0, sizeof cfg);
-    cfg.srv.id_base = id_base;
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", *port);
-    if (sj_emu_open(&cfg, addr, &emu, port) != 0) {
-        CHECKF(0, "emulator did not start on %s", addr);
-        return NULL;
-    }
-    return emu;
-}
-
 static void host_new(h_host *h)
 {
     h_host_dir(h);
     h_write_file(h->dir, "executors/e2e.lua", EXECUTORS);
-}
-
-/* Wait until the host with this port beat and registered its executors. */
-static int wait_ready(sj_srv *srv, const h_host *h, int timeout_ms)
-{
-    long long until = h_now() + H_MS(timeout_ms);
-
-    while (h_now() < until) {
-        sj_srv_node_info *nodes;
-        size_t n;
-        int found = 0;
-
-        if (sj_srv_nodes(srv, &nodes, &n) == 0) {
-            for (size_t i = 0; i < n; i++)
-                found |= nodes[i].port == h->port && nodes[i].alive;
-            sj_srv_nodes_free(nodes, n);
-        }
-        if (found && sj_srv_has_executor(srv, "overlapJob"))
-            return 1;
-        h_sleep_ms(20);
-    }
-    CHECKF(0, "host on port %d never registered (log %s)", h->port, h->log);
-    return 0;
 }
 
 static sj_srv_job job(int type, const char *executor, const char *args)
@@ -259,7 +220,7 @@ static void host_end(h_host *h)
 static void ids_round(int64_t base, int64_t job_id)
 {
     int port = 0;
-    sj_emu *emu = emu_up(base, &port);
+    sj_emu *emu = h_emu_up(base, &port);
     sj_srv *srv;
     h_host h;
     sj_srv_job j = job(SJ_SRV_CLUSTER, "idsJob", NULL);
@@ -271,7 +232,7 @@ static void ids_round(int64_t base, int64_t job_id)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "overlapJob", 10000))
         goto done;
 
     j.job_id = job_id;
@@ -393,7 +354,7 @@ static void test_logs_10k(void)
 {
     enum { LINES = 10000 };
     int port = 0;
-    sj_emu *emu = emu_up(ID_A, &port);
+    sj_emu *emu = h_emu_up(ID_A, &port);
     sj_srv *srv;
     h_host h;
     sj_srv_job j = job(SJ_SRV_CLUSTER, "logJob", "10000");
@@ -409,7 +370,7 @@ static void test_logs_10k(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, "SNAIL_LOG_LEVEL=INFO", NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "overlapJob", 10000))
         goto done;
     snprintf(hport, sizeof hport, "%d", h.port);
 
@@ -509,7 +470,7 @@ done:
 static void test_server_down(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(ID_A, &port);
+    sj_emu *emu = h_emu_up(ID_A, &port);
     sj_srv *srv;
     h_host h;
     sj_srv_job j = job(SJ_SRV_CLUSTER, "sleepJob", "1");
@@ -522,7 +483,7 @@ static void test_server_down(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "overlapJob", 10000))
         goto done;
 
     batch = trigger(srv, &j);
@@ -573,7 +534,7 @@ done:
 static void test_kill9(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(ID_B - 1, &port);
+    sj_emu *emu = h_emu_up(ID_B - 1, &port);
     sj_srv *srv;
     h_host h;
     sj_srv_job j = job(SJ_SRV_CLUSTER, "sleepJob", "0.3");
@@ -588,7 +549,7 @@ static void test_kill9(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, "SNAIL_SPOOL_DIR=spool", NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "overlapJob", 10000))
         goto done;
 
     batch = trigger(srv, &j);
@@ -654,7 +615,7 @@ done:
 static void test_queue_full(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(ID_A, &port);
+    sj_emu *emu = h_emu_up(ID_A, &port);
     sj_srv *srv;
     h_host h;
     sj_srv_job j = job(SJ_SRV_CLUSTER, "sleepJob", "0.6");
@@ -667,7 +628,7 @@ static void test_queue_full(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, "SNAIL_WORKERS=1", "SNAIL_QUEUE_SIZE=2", NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "overlapJob", 10000))
         goto done;
 
     /* One runs, two wait, the fourth finds the queue full. */
@@ -739,7 +700,7 @@ static int max_overlap(const h_host *h, int64_t batch, int *n_shards)
 static void test_parallel(void)
 {
     int port = 0, n_shards = 0;
-    sj_emu *emu = emu_up(ID_A, &port);
+    sj_emu *emu = h_emu_up(ID_A, &port);
     sj_srv *srv;
     h_host h;
     sj_srv_job j =
@@ -752,7 +713,7 @@ static void test_parallel(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, "SNAIL_WORKERS=4", NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "overlapJob", 10000))
         goto done;
 
     /* parallelNum 1: the four shards run one after another. */
@@ -840,7 +801,7 @@ static long long result_recv_ms(sj_srv *srv, int64_t task)
 static void test_log_batching(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(ID_A, &port);
+    sj_emu *emu = h_emu_up(ID_A, &port);
     sj_srv *srv;
     h_host small, timed;
     char tbuf[2][64];
@@ -861,7 +822,8 @@ static void test_log_batching(void)
                  "SNAIL_LOG_REMOTE_INTERVAL=30", NULL);
     h_host_start(&timed, port, "SNAIL_LOG_REMOTE_BUFFER_SIZE=1000",
                  "SNAIL_LOG_REMOTE_INTERVAL=0.3", NULL);
-    if (!wait_ready(srv, &small, 10000) || !wait_ready(srv, &timed, 10000))
+    if (!h_wait_ready(srv, &small, "overlapJob", 10000) ||
+        !h_wait_ready(srv, &timed, "overlapJob", 10000))
         goto done;
 
     /* 5 lines, buffer 2: at least 3 requests; the odd line goes at task

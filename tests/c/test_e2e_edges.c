@@ -114,45 +114,10 @@ static const char *const EXECUTORS =
 
 /* ---- fixtures ------------------------------------------------------------ */
 
-static sj_emu *emu_up(int *port)
-{
-    sj_emu *emu = NULL;
-    char addr[64];
-
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", *port);
-    if (sj_emu_open(NULL, addr, &emu, port) != 0) {
-        CHECKF(0, "emulator did not start on %s", addr);
-        return NULL;
-    }
-    return emu;
-}
-
 static void host_new(h_host *h)
 {
     h_host_dir(h);
     h_write_file(h->dir, "executors/edges.lua", EXECUTORS);
-}
-
-static int wait_ready(sj_srv *srv, const h_host *h, int timeout_ms)
-{
-    long long until = h_now() + H_MS(timeout_ms);
-
-    while (h_now() < until) {
-        sj_srv_node_info *nodes;
-        size_t n;
-        int found = 0;
-
-        if (sj_srv_nodes(srv, &nodes, &n) == 0) {
-            for (size_t i = 0; i < n; i++)
-                found |= nodes[i].port == h->port && nodes[i].alive;
-            sj_srv_nodes_free(nodes, n);
-        }
-        if (found && sj_srv_has_executor(srv, "stuckJob"))
-            return 1;
-        h_sleep_ms(20);
-    }
-    CHECKF(0, "host on port %d never registered (log %s)", h->port, h->log);
-    return 0;
 }
 
 static int64_t trigger(sj_srv *srv, const char *executor, const char *args)
@@ -315,7 +280,7 @@ static int notified(int fd, const char *what, int timeout_ms)
 static void test_drain(void)
 {
     int port = 0, status;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     int64_t done_b, slow_b, stuck_b, queued[3];
@@ -332,7 +297,7 @@ static void test_drain(void)
     int nfd = notify_socket(sock);
     h_host_start(&h, port, "SNAIL_WORKERS=3", "SNAIL_SHUTDOWN_GRACE=2", sockenv,
                  NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto done;
     CHECKF(notified(nfd, "READY=1", 3000), "no READY=1 on NOTIFY_SOCKET");
 
@@ -429,7 +394,7 @@ done:
 static void test_second_signal(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     int64_t quick, slow;
@@ -442,7 +407,7 @@ static void test_second_signal(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, "SNAIL_SHUTDOWN_GRACE=30", NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto done;
     quick = trigger(srv, "sleepJob", "0.3");
     slow = trigger(srv, "sleepJob", "60");
@@ -472,7 +437,7 @@ done:
 static void test_duplicate(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     int64_t b;
@@ -484,7 +449,7 @@ static void test_duplicate(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto done;
     b = trigger(srv, "sleepJob", "1");
     CHECK(wait_started(&h, b));
@@ -517,7 +482,7 @@ done:
 static void test_refused(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     sj_reply reply;
@@ -530,7 +495,7 @@ static void test_refused(void)
     srv = sj_emu_srv(emu);
     host_new(&h);
     h_host_start(&h, port, NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto done;
     dispatch_typed(emu, &h, 777000, 777001, 4, "sleepJob", &reply);
     CHECKF(reply.data && strcmp(reply.data, "true") == 0, "dispatch: %s",
@@ -557,7 +522,7 @@ done:
 static void test_oversize(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     int64_t b;
@@ -569,7 +534,7 @@ static void test_oversize(void)
     host_new(&h);
     h_host_start(&h, port, "SNAIL_RESULT_MAX=10000", "SNAIL_LOG_LEVEL=INFO",
                  NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto done;
 
     /* A result over result_max: FAIL, with both sizes. */
@@ -639,7 +604,7 @@ static void flood_seen(sj_srv *srv, size_t *lines, unsigned long *dropped)
 static void test_memory(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     int64_t b, b2, b3;
@@ -655,7 +620,7 @@ static void test_memory(void)
     h_host_start(&h, port, "SNAIL_LOG_QUEUE_MAX_BYTES=2097152",
                  "SNAIL_QUEUE_MAX_BYTES=65536", "SNAIL_WORKERS=1",
                  "SNAIL_LOG_LEVEL=INFO", NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto done;
 
     /* The dispatch queue is bounded in bytes: with the one worker busy, a
@@ -734,7 +699,7 @@ done:
 static void test_two_hosts(void)
 {
     int port = 0, status = -1, lfd = -1;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host a;
     char journal[700], lock[720], want[64], pid[32];
@@ -745,7 +710,7 @@ static void test_two_hosts(void)
     srv = sj_emu_srv(emu);
     host_new(&a);
     h_host_start(&a, port, NULL);
-    if (!wait_ready(srv, &a, 10000))
+    if (!h_wait_ready(srv, &a, "stuckJob", 10000))
         goto done;
     h_journal_path(&a, NULL, journal, sizeof journal);
     CHECK(journal[0] != '\0');
@@ -778,7 +743,7 @@ done:
 static void test_old_journal(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     h_host h;
     char sub[400];
 
@@ -790,7 +755,7 @@ static void test_old_journal(void)
     h_write_file(h.dir, ".snailjob-spool/results-17889.journal",
                  "R 1 [{\"taskId\":5,\"taskBatchId\":4}]\n");
     h_host_start(&h, port, NULL);
-    if (!wait_ready(sj_emu_srv(emu), &h, 10000))
+    if (!h_wait_ready(sj_emu_srv(emu), &h, "stuckJob", 10000))
         goto done;
     CHECK(h_log_has(&h, ".snailjob-spool/results-17889.journal is of the old "
                         "format"));
@@ -824,7 +789,7 @@ static int wait_journaled(const h_host *h, int64_t id, char *path, size_t len)
 static void test_keyed(void)
 {
     int p1 = 0, p2 = 0;
-    sj_emu *e1 = emu_up(&p1), *e2 = emu_up(&p2);
+    sj_emu *e1 = h_emu_up(0, &p1), *e2 = h_emu_up(0, &p2);
     h_host h;
     int64_t b;
     char journal[700], needle[64], addr[64];
@@ -833,7 +798,7 @@ static void test_keyed(void)
         goto out;
     host_new(&h);
     h_host_start(&h, p1, NULL);
-    if (!wait_ready(sj_emu_srv(e1), &h, 10000))
+    if (!h_wait_ready(sj_emu_srv(e1), &h, "stuckJob", 10000))
         goto done;
     b = trigger(sj_emu_srv(e1), "sleepJob", "0.3");
     CHECK(wait_started(&h, b));
@@ -843,7 +808,7 @@ static void test_keyed(void)
 
     /* Same directory and port, another server. */
     h_host_start(&h, p2, NULL);
-    CHECK(wait_ready(sj_emu_srv(e2), &h, 10000));
+    CHECK(h_wait_ready(sj_emu_srv(e2), &h, "stuckJob", 10000));
     h_sleep_ms(H_MS(1500));
     CHECK_LL(sj_srv_request_count(sj_emu_srv(e2), URI_RESULT), 0);
     snprintf(needle, sizeof needle, "\"taskId\":%" PRId64, b + 1);
@@ -870,7 +835,7 @@ out:
 static void test_full_disk(void)
 {
     int port = 0;
-    sj_emu *emu = emu_up(&port);
+    sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
     h_host h;
     int64_t b;
@@ -890,7 +855,7 @@ static void test_full_disk(void)
     }
     h_fill_disk(state);
     h_host_start(&h, port, NULL);
-    if (!wait_ready(srv, &h, 10000))
+    if (!h_wait_ready(srv, &h, "stuckJob", 10000))
         goto unmount;
     for (int i = 0; i < 3; i++) {
         b = trigger(srv, "sleepJob", "0.05");
