@@ -514,4 +514,25 @@ static inline int h_wait_ready(sj_srv *srv, const h_host *h,
     return 0;
 }
 
+/* A cluster job of `executor` with `args` for the one node `target`
+ * ("ip:port"), executor timeout 20 s. The target list is static: each call
+ * overwrites the previous job's. */
+static inline sj_srv_job h_job_on(int64_t job_id, const char *target,
+                                  const char *executor, const char *args)
+{
+    static const char *targets[1];
+    sj_srv_job j;
+
+    memset(&j, 0, sizeof j);
+    targets[0] = target;
+    j.job_id = job_id;
+    j.task_type = SJ_SRV_CLUSTER;
+    j.executor_info = executor;
+    j.args = args;
+    j.executor_timeout = 20;
+    j.targets = targets;
+    j.n_targets = 1;
+    return j;
+}
+
 #endif

@@ -27,6 +27,7 @@
 #include "sj_pgroup.h"
 #include "sj_srv.h"
 
+enum { JOB_ID = 77 }; /* the job id of every job this suite triggers */
 static sj_emu *emu;
 static sj_srv *srv;
 static int emu_port;
@@ -36,23 +37,6 @@ static char base[64]; /* http://127.0.0.1:PORT */
 
 /* ---- helpers --------------------------------------------------------------
  */
-
-static sj_srv_job job_on(const char *target, const char *executor,
-                         const char *args)
-{
-    static const char *targets[1];
-    sj_srv_job j;
-    memset(&j, 0, sizeof j);
-    targets[0] = target;
-    j.job_id = 77;
-    j.task_type = SJ_SRV_CLUSTER;
-    j.executor_info = executor;
-    j.args = args;
-    j.executor_timeout = 20;
-    j.targets = targets;
-    j.n_targets = 1;
-    return j;
-}
 
 typedef struct outcome {
     int status;
@@ -91,7 +75,7 @@ static outcome run_job(const sj_srv_job *j)
 static outcome expect(const char *target, const char *executor,
                       const char *params, int status, const char *const *has)
 {
-    sj_srv_job j = job_on(target, executor, params);
+    sj_srv_job j = h_job_on(JOB_ID, target, executor, params);
     outcome o = run_job(&j);
     CHECKF(o.status == status, "%s %s: status %d, want %d (message %s)",
            executor, params, o.status, status, o.message ? o.message : "");
@@ -265,8 +249,9 @@ static void test_http_stop(void)
 {
     char url[128];
     snprintf(url, sizeof url, "%s/slow", base);
-    sj_srv_job j = job_on(target_a, "snailJobHttpExecutor",
-                          http_params("get", url, "{}", "\"\"", "\"\"", "60"));
+    sj_srv_job j =
+        h_job_on(JOB_ID, target_a, "snailJobHttpExecutor",
+                 http_params("get", url, "{}", "\"\"", "\"\"", "60"));
     int64_t batch = 0, task_id = 0;
     CHECK(sj_srv_trigger(srv, &j, &batch) == 0);
     sj_srv_task_info *v = NULL;
@@ -320,8 +305,8 @@ static void test_http_wf_context(void)
 {
     char url[128];
     snprintf(url, sizeof url, "%s/echo", base);
-    sj_srv_job j = job_on(target_a, "snailJobHttpExecutor",
-                          http_params("get", url, "{}", "\"\"", "\"\"", "5"));
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "snailJobHttpExecutor",
+                            http_params("get", url, "{}", "\"\"", "\"\"", "5"));
     j.workflow_task_batch_id = 9001;
     j.workflow_node_id = 5;
     j.wf_context =
@@ -461,10 +446,10 @@ static void test_shell_results(void)
 static void test_shell_stream_and_stop(void)
 {
     sj_srv_job j =
-        job_on(target_a, "snailJobShellJobExecutor",
-               script_params("SCRIPT_CODE",
-                             "echo pgid $$ $0\nsleep 1000 &\nsleep 1000\n"
-                             "wait\n"));
+        h_job_on(JOB_ID, target_a, "snailJobShellJobExecutor",
+                 script_params("SCRIPT_CODE",
+                               "echo pgid $$ $0\nsleep 1000 &\nsleep 1000\n"
+                               "wait\n"));
     int64_t batch = 0;
     CHECK(sj_srv_trigger(srv, &j, &batch) == 0);
     int64_t task_id = 0;
@@ -521,9 +506,9 @@ static void test_shell_stream_and_stop(void)
 
 static void test_shell_timeout(void)
 {
-    sj_srv_job j = job_on(target_a, "snailJobShellJobExecutor",
-                          script_params("SCRIPT_CODE", "echo pgid $$\n"
-                                                       "sleep 1000\n"));
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "snailJobShellJobExecutor",
+                            script_params("SCRIPT_CODE", "echo pgid $$\n"
+                                                         "sleep 1000\n"));
     j.executor_timeout = 1;
     outcome o = run_job(&j);
     CHECKF(o.status != SJ_SRV_SUCCESS && o.status != SJ_ETIMEOUT,

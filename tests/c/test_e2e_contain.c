@@ -42,6 +42,7 @@
 #define STOP_GRACE_S 1
 #define SHUTDOWN_GRACE_MS 5000 /* host A's shutdown_grace */
 
+enum { JOB_ID = 1010 }; /* the job id of every job this suite triggers */
 static const char executors_lua[] =
     "local sj = require 'snailjob'\n"
     "local function try(f, ...)\n"
@@ -123,23 +124,6 @@ static char target_a[64];
 static char scratch[300]; /* a directory for the jobs' files */
 
 /* ---- helpers -------------------------------------------------------------*/
-
-static sj_srv_job job_on(const char *target, const char *executor,
-                         const char *args)
-{
-    static const char *targets[1];
-    sj_srv_job j;
-    memset(&j, 0, sizeof j);
-    targets[0] = target;
-    j.job_id = 1010;
-    j.task_type = SJ_SRV_CLUSTER;
-    j.executor_info = executor;
-    j.args = args;
-    j.executor_timeout = 20;
-    j.targets = targets;
-    j.n_targets = 1;
-    return j;
-}
 
 static int64_t trigger(const sj_srv_job *j)
 {
@@ -232,8 +216,8 @@ static void check_two_workers(const char *target, const char *tag)
     snprintf(b, sizeof b, "%s/%s-b", scratch, tag);
     snprintf(pa, sizeof pa, "%s %s", a, b);
     snprintf(pb, sizeof pb, "%s %s", b, a);
-    sj_srv_job ja = job_on(target, "pairJob", pa);
-    sj_srv_job jb = job_on(target, "pairJob", pb);
+    sj_srv_job ja = h_job_on(JOB_ID, target, "pairJob", pa);
+    sj_srv_job jb = h_job_on(JOB_ID, target, "pairJob", pb);
     int64_t ba = trigger(&ja), bb = trigger(&jb);
     int sa = sj_srv_wait_batch(srv, ba, (int)H_MS(15000));
     int sb = sj_srv_wait_batch(srv, bb, (int)H_MS(15000));
@@ -247,7 +231,7 @@ static void check_two_workers(const char *target, const char *tag)
 static void expect_refused_on(const char *target, const char *executor,
                               const char *needle)
 {
-    sj_srv_job j = job_on(target, executor, "");
+    sj_srv_job j = h_job_on(JOB_ID, target, executor, "");
     int64_t b = trigger(&j);
     int st = sj_srv_wait_batch(srv, b, (int)H_MS(8000));
     char *r = result_of(b);
@@ -275,14 +259,14 @@ static void test_sandbox(void)
     expect_refused("escapeExecute", "os.execute is off");
     expect_refused("escapeExecute", "io.popen is off");
 
-    sj_srv_job j = job_on(target_a, "escapeExit", "");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "escapeExit", "");
     int64_t b = trigger(&j);
     CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_FAIL);
     CHECK(task_message_has(b, "os.exit is not available"));
     CHECK(h_host_alive(&host_a));
 
     /* warn() goes to the host log (no "@on" needed) */
-    j = job_on(target_a, "warnJob", "");
+    j = h_job_on(JOB_ID, target_a, "warnJob", "");
     b = trigger(&j);
     CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_SUCCESS);
     CHECK(wait_host_log(&host_a, "Lua warning: from a script", H_MS(2000)));
@@ -302,7 +286,7 @@ static void test_lua_allow(void)
                  "SNAIL_BEAT_INTERVAL=1", NULL);
     snprintf(target, sizeof target, "127.0.0.1:%d", hb.port);
     CHECK(wait_ready(&hb));
-    sj_srv_job j = job_on(target, "escapeExecute", "");
+    sj_srv_job j = h_job_on(JOB_ID, target, "escapeExecute", "");
     int64_t b = trigger(&j);
     CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_SUCCESS);
     char *r = result_of(b);
@@ -323,7 +307,7 @@ static void stuck_case(const char *executor, int by_stop)
 {
     int before = h_log_count(&host_a, "retired: task");
     int remote = remote_log_count("its worker retired");
-    sj_srv_job j = job_on(target_a, executor, "");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, executor, "");
     if (!by_stop)
         j.executor_timeout = 1;
     long long t0 = h_now();
@@ -361,7 +345,7 @@ static void close_case(const char *executor, int by_stop)
     char path[400];
     int interrupted = remote_log_count("interrupted:");
     snprintf(path, sizeof path, "%s/%s-%d.closed", scratch, executor, by_stop);
-    sj_srv_job j = job_on(target_a, executor, path);
+    sj_srv_job j = h_job_on(JOB_ID, target_a, executor, path);
     if (!by_stop)
         j.executor_timeout = 1;
     int64_t b = trigger(&j);
@@ -518,7 +502,7 @@ static void test_reload_loop(void)
     CHECKF(wait_host_log(&host_a, "stays in force", H_MS(10000)),
            "no reload ERROR");
     CHECK(h_log_has(&host_a, "load_timeout"));
-    sj_srv_job j = job_on(target_a, "okJob", "");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "okJob", "");
     int64_t b = trigger(&j);
     CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_SUCCESS);
     CHECK(h_host_alive(&host_a));
@@ -572,7 +556,7 @@ static void test_reload_follows_require(void)
     CHECKF(wait_host_log(&h, "generation 2 published", H_MS(5000)),
            "a module change did not reload");
     h_sleep_ms(200); /* idle workers switch */
-    sj_srv_job j = job_on(target, "helperJob", "");
+    sj_srv_job j = h_job_on(JOB_ID, target, "helperJob", "");
     int64_t b = trigger(&j);
     CHECK(sj_srv_wait_batch(srv, b, (int)H_MS(8000)) == SJ_SRV_SUCCESS);
     char *r = result_of(b);
@@ -589,7 +573,7 @@ static void test_reload_follows_require(void)
 static void test_shutdown_blocked(void)
 {
     long long took;
-    sj_srv_job j = job_on(target_a, "blockInC", "");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "blockInC", "");
     trigger(&j);
     h_sleep_ms(300);
     kill(host_a.pid, SIGTERM);

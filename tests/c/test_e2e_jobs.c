@@ -28,6 +28,7 @@
 
 #define URI_RESULT "/report/dispatch/result"
 
+enum { JOB_ID = 4242 }; /* the job id of every job on host A */
 static const char executors_lua[] =
     "local sj = require 'snailjob'\n"
     "\n"
@@ -158,22 +159,6 @@ static long long wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static sj_srv_job job_on_a(const char *executor, const char *args)
-{
-    static const char *targets[1];
-    sj_srv_job j;
-    memset(&j, 0, sizeof j);
-    targets[0] = target_a;
-    j.job_id = 4242;
-    j.task_type = SJ_SRV_CLUSTER;
-    j.executor_info = executor;
-    j.args = args;
-    j.executor_timeout = 20;
-    j.targets = targets;
-    j.n_targets = 1;
-    return j;
 }
 
 /* Trigger and wait for the end; returns the final status. */
@@ -324,7 +309,7 @@ static long long log_line_ms(h_host *h, const char *a, const char *b)
 /* A cluster job on A succeeds: the worker is usable. */
 static void check_next_job_works(const char *after)
 {
-    sj_srv_job j = job_on_a("echoJob", after);
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "echoJob", after);
     int64_t b;
     int st = run(&j, &b);
     CHECKF(st == SJ_SRV_SUCCESS, "job after %s: status %d", after, st);
@@ -402,7 +387,7 @@ static void test_cluster(void)
      * the result JSON reaches the server as returned. */
     static const char params[] =
         "{\"a\":1, \"s\":\"\\u00fc\\n\"} tail \xc3\xa9";
-    sj_srv_job j = job_on_a("testJobExecutor", params);
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "testJobExecutor", params);
     int64_t b;
     json_t *rep = NULL, *want;
 
@@ -436,7 +421,7 @@ static void test_cluster(void)
     task_free(&t);
 
     /* sj.failure(msg): FAIL with exactly that message */
-    j = job_on_a("failJob", "x1");
+    j = h_job_on(JOB_ID, target_a, "failJob", "x1");
     CHECK(run(&j, &b) == SJ_SRV_FAIL);
     t = the_task(b);
     CHECK(t.status == SJ_SRV_FAIL);
@@ -448,7 +433,7 @@ static void test_cluster(void)
     task_free(&t);
 
     /* returning nothing: SUCCESS without a result */
-    j = job_on_a("nothingJob", "x2");
+    j = h_job_on(JOB_ID, target_a, "nothingJob", "x2");
     CHECK(run(&j, &b) == SJ_SRV_SUCCESS);
     t = the_task(b);
     CHECK(t.result != NULL && t.result[0] == '\0');
@@ -462,7 +447,7 @@ static void test_cluster(void)
     task_free(&t);
 
     /* any other returned value is the result */
-    j = job_on_a("plainJob", "x3");
+    j = h_job_on(JOB_ID, target_a, "plainJob", "x3");
     CHECK(run(&j, &b) == SJ_SRV_SUCCESS);
     t = the_task(b);
     CHECK(reports_for(t.task_id, &rep) == 1);
@@ -505,7 +490,7 @@ static void test_cluster(void)
 
 static void test_broadcast(void)
 {
-    sj_srv_job j = job_on_a("portJob", "bc");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "portJob", "bc");
     sj_srv_task_info *v = NULL;
     size_t n = 0;
     int64_t b;
@@ -542,7 +527,8 @@ static void test_broadcast(void)
 static void test_sharding(void)
 {
     static const char *const elems[] = {"a", "b", "c"};
-    sj_srv_job j = job_on_a("shardJob", "[\"a\",\"b\",\"c\"]");
+    sj_srv_job j =
+        h_job_on(JOB_ID, target_a, "shardJob", "[\"a\",\"b\",\"c\"]");
     sj_srv_task_info *v = NULL;
     size_t n = 0;
     int64_t b;
@@ -583,7 +569,7 @@ static void test_sharding(void)
 
 static void test_workflow(void)
 {
-    sj_srv_job j = job_on_a("wfJob", "wf");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "wfJob", "wf");
     json_t *rep = NULL, *res, *ctx, *want;
     char *merged = NULL;
     int64_t b;
@@ -631,7 +617,7 @@ static void test_workflow(void)
  * interruption, the silence and the next job. */
 static void stop_case(const char *executor)
 {
-    sj_srv_job j = job_on_a(executor, "stop me");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, executor, "stop me");
     int64_t b = 0;
     json_t *rec;
 
@@ -689,8 +675,8 @@ static void test_stop_loop(void)
 
     /* A's one worker is busy: a task queued behind it and stopped there
      * never runs and is never reported; the running one is unaffected. */
-    sj_srv_job spin = job_on_a("spinJob", "busy");
-    sj_srv_job queued = job_on_a("echoJob", "queued");
+    sj_srv_job spin = h_job_on(JOB_ID, target_a, "spinJob", "busy");
+    sj_srv_job queued = h_job_on(JOB_ID, target_a, "echoJob", "queued");
     int64_t b_spin = 0, b_q = 0;
     CHECK(sj_srv_trigger(srv, &spin, &b_spin) == 0);
     sj_srv_task_info ts = the_task(b_spin);
@@ -761,7 +747,7 @@ static void test_stop_sleep(void)
 
 static void timeout_case(const char *executor)
 {
-    sj_srv_job j = job_on_a(executor, "timeout");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, executor, "timeout");
     sj_srv_batch_info *bi = NULL;
     size_t nb = 0;
     int64_t b = 0;
@@ -806,7 +792,7 @@ static void test_timeout(void)
 
 static void bomb_case(const char *executor)
 {
-    sj_srv_job j = job_on_a(executor, "bomb");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, executor, "bomb");
     int64_t b;
     long long t0 = h_now();
     int st = run(&j, &b);
@@ -837,7 +823,7 @@ static void test_memory_bomb(void)
 
 static void test_error(void)
 {
-    sj_srv_job j = job_on_a("errorJob", "xyz");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "errorJob", "xyz");
     int64_t b;
     json_t *rec;
 
@@ -867,7 +853,7 @@ static void test_error(void)
     task_free(&t);
 
     /* an error object that is not a string: its __tostring */
-    j = job_on_a("objErrorJob", "");
+    j = h_job_on(JOB_ID, target_a, "objErrorJob", "");
     CHECK(run(&j, &b) == SJ_SRV_FAIL);
     t = the_task(b);
     CHECKF(t.message && strstr(t.message, "custom failure object"),
@@ -882,7 +868,7 @@ static void test_error(void)
 
 static void test_unknown_executor(void)
 {
-    sj_srv_job j = job_on_a("testJobExecuter", "x");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "testJobExecuter", "x");
     int64_t b;
 
     CHECK(run(&j, &b) == SJ_SRV_FAIL);
@@ -930,7 +916,8 @@ static void test_parallel_num(void)
 {
     static const char *targets_b[1];
     char tb[64];
-    sj_srv_job j = job_on_a("slowShard", "[\"p\",\"q\",\"r\",\"s\"]");
+    sj_srv_job j =
+        h_job_on(JOB_ID, target_a, "slowShard", "[\"p\",\"q\",\"r\",\"s\"]");
     sj_srv_task_info *v = NULL;
     size_t n = 0;
     int64_t b;
@@ -954,7 +941,7 @@ static void test_parallel_num(void)
 
 static void test_stop_broadcast(void)
 {
-    sj_srv_job j = job_on_a("spinJob", "everywhere");
+    sj_srv_job j = h_job_on(JOB_ID, target_a, "spinJob", "everywhere");
     sj_srv_task_info *v = NULL;
     size_t n = 0;
     int64_t b = 0;
@@ -979,7 +966,7 @@ static void test_stop_broadcast(void)
     check_next_job_works("broadcast stop");
     {
         /* host B's workers too */
-        sj_srv_job pj = job_on_a("portJob", "after");
+        sj_srv_job pj = h_job_on(JOB_ID, target_a, "portJob", "after");
         int64_t b2;
         pj.task_type = SJ_SRV_BROADCAST;
         pj.targets = NULL;
