@@ -421,19 +421,25 @@ static int with_opts(lua_State *L, int idx)
     return lua_gettop(L);
 }
 
-/* sj.http.get(url [, opts]) */
-static int http_get(lua_State *L)
+/* The shorthands' request: opts table t gets url = arg 1 and, unless
+ * opts names one, `method`. */
+static int shorthand(lua_State *L, int t, const char *method)
 {
-    luaL_checkstring(L, 1);
-    int t = with_opts(L, 2);
     lua_pushvalue(L, 1);
     lua_setfield(L, t, "url");
     if (lua_getfield(L, t, "method") == LUA_TNIL) {
-        lua_pushliteral(L, "GET");
+        lua_pushstring(L, method);
         lua_setfield(L, t, "method");
     }
     lua_pop(L, 1);
     return do_request(L, t);
+}
+
+/* sj.http.get(url [, opts]) */
+static int http_get(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    return shorthand(L, with_opts(L, 2), "GET");
 }
 
 /* sj.http.post(url, body [, opts]) */
@@ -443,16 +449,9 @@ static int http_post(lua_State *L)
     if (!lua_isnil(L, 2))
         luaL_checkstring(L, 2);
     int t = with_opts(L, 3);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, t, "url");
     lua_pushvalue(L, 2);
     lua_setfield(L, t, "body");
-    if (lua_getfield(L, t, "method") == LUA_TNIL) {
-        lua_pushliteral(L, "POST");
-        lua_setfield(L, t, "method");
-    }
-    lua_pop(L, 1);
-    return do_request(L, t);
+    return shorthand(L, t, "POST");
 }
 
 int sj_http_open(lua_State *L)

@@ -155,6 +155,21 @@ static void error_text(lua_State *L, int status, char *err, size_t errlen)
     snprintf(err, errlen, "%.*s", (int)message_len(full), full);
 }
 
+/* gate(L, f, ud) as one step of building a VM: 0, or SJ_ENOMEM / SJ_ELUA
+ * with "<what>: <the error>" in err. */
+static int gate_step(lua_State *L, lua_CFunction f, void *ud, const char *what,
+                     char *err, size_t errlen)
+{
+    int status = gate(L, f, ud);
+    char msg[1024];
+
+    if (status == LUA_OK)
+        return 0;
+    error_text(L, status, msg, sizeof msg);
+    snprintf(err, errlen, "%s: %s", what, msg);
+    return status == LUA_ERRMEM ? SJ_ENOMEM : SJ_ELUA;
+}
+
 static char *dupn(const char *s, size_t n)
 {
     char *d = malloc(n + 1);
@@ -386,14 +401,10 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
     vm->builtins = sj_builtins_mask(opts->builtins);
     if (vm->builtins != 0) {
         vm->ctx.load_file = "builtin executors";
-        status = gate(L, builtins_c, (void *)opts);
-        if (status != LUA_OK) {
-            char msg[1024];
-            error_text(L, status, msg, sizeof msg);
-            snprintf(err, errlen, "loading the built-in executors: %s", msg);
-            rc = status == LUA_ERRMEM ? SJ_ENOMEM : SJ_ELUA;
+        if ((rc = gate_step(L, builtins_c, (void *)opts,
+                            "loading the built-in executors", err, errlen)) !=
+            0)
             goto fail_lua;
-        }
     }
     for (size_t i = 0; i < opts->n_files; i++) {
         const char *path = opts->files[i];
@@ -448,14 +459,8 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
     vm->ctx.loading = false;
     vm->ctx.load_file = NULL;
 
-    status = gate(L, list_c, vm);
-    if (status != LUA_OK) {
-        char msg[512];
-        error_text(L, status, msg, sizeof msg);
-        snprintf(err, errlen, "listing executors: %s", msg);
-        rc = status == LUA_ERRMEM ? SJ_ENOMEM : SJ_ELUA;
+    if ((rc = gate_step(L, list_c, vm, "listing executors", err, errlen)) != 0)
         goto fail_lua;
-    }
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
     *out = vm;
