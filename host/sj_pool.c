@@ -864,17 +864,17 @@ static void *watchdog_thread(void *arg)
 
 /* ---- public ------------------------------------------------------------ */
 
-/* About the memory a queued task holds: its argument texts. */
+/* About the memory a queued task holds: its argument texts. The map or
+ * reduce input counts as the argsStr text it was decoded from (which holds
+ * it), not by dumping it again on the dispatch path. */
 static size_t task_bytes(const sj_task *t)
 {
     size_t n = sizeof *t + 256 + strlen(t->job_params);
 
     if (t->wf_context != NULL)
         n += strlen(t->wf_context);
-    if (t->maps != NULL)
-        n += json_dumpb(t->maps, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (t->reduces != NULL)
-        n += json_dumpb(t->reduces, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (t->maps != NULL || t->reduces != NULL)
+        n += t->args_bytes;
     return n;
 }
 

@@ -127,6 +127,7 @@ static int parse_args(sj_task *t, const char *args)
 {
     json_t *holder = NULL, *jp;
 
+    t->args_bytes = args != NULL ? strlen(args) : 0;
     if (args != NULL && args[0] != '\0')
         holder = json_loads(args, JSON_DECODE_ANY, NULL);
     if (holder != NULL && json_is_object(holder)) {

@@ -95,9 +95,10 @@ typedef struct sj_task {
     char *wf_context; /* JSON object text, NULL outside workflows */
 
     /* argsStr, decoded per protocol.md §6.2 */
-    char *job_params; /* never NULL ("" when absent) */
-    json_t *maps;     /* "maps" member or NULL */
-    json_t *reduces;  /* "reduces" member or NULL */
+    char *job_params;  /* never NULL ("" when absent) */
+    json_t *maps;      /* "maps" member or NULL */
+    json_t *reduces;   /* "reduces" member or NULL */
+    size_t args_bytes; /* length of the argsStr text they were decoded from */
 
     /* run-time, set by the dispatcher */
     long long received_ms; /* monotonic */

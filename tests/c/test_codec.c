@@ -111,6 +111,9 @@ static void test_dispatch_parse(void)
     CHECK(t->task_type == 5 && t->mr_stage == 2 && t->parallel_num == 2);
     CHECK(strcmp(t->job_params, "2026-01-01") == 0);
     CHECK(json_is_array(t->maps) && json_array_size(t->maps) == 2);
+    /* the argsStr text the maps came from (what a queued task holds) */
+    CHECK(t->args_bytes == strlen("{\"jobParams\":\"2026-01-01\",\"maps\":"
+                                  "[\"12\",\"{\\\"sum\\\":7}\"]}"));
     CHECK(!t->has_sharding && t->has_retry_count && !t->has_retry_scene);
     sj_task_free(t);
 
@@ -121,6 +124,7 @@ static void test_dispatch_parse(void)
                         &t, err, sizeof err) == 0);
     if (t != NULL) {
         CHECK(strcmp(t->job_params, "plain text") == 0 && t->maps == NULL);
+        CHECK(t->args_bytes == strlen("plain text"));
         sj_task_free(t);
     }
 
