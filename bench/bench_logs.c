@@ -104,13 +104,17 @@ static void count_records(const char *body)
     static const char rec[] = "{\"logType\"",
                       key[] = "\"taskId\":", note[] = "\"snailjob-lua: ";
     for (const char *p = strstr(body, rec); p != NULL;) {
-        const char *next = strstr(p + 1, rec), *k = strstr(p, key),
-                   *n = strstr(p, note);
-        if (n != NULL && (next == NULL || n < next) &&
-            strstr(n, " log lines dropped") != NULL) {
+        /* every search stays inside this record: a scan to the end of
+         * the body per record would make the driver the bottleneck */
+        const char *next = strstr(p + 1, rec);
+        size_t len = next != NULL ? (size_t)(next - p) : strlen(p);
+        const char *k = memmem(p, len, key, sizeof key - 1),
+                   *n = memmem(p, len, note, sizeof note - 1);
+        if (n != NULL && memmem(n, len - (size_t)(n - p), " log lines dropped",
+                                18) != NULL) {
             d.drop_notices++;
             d.notice_lines += strtoull(n + sizeof note - 1, NULL, 10);
-        } else if (k != NULL && (next == NULL || k < next)) {
+        } else if (k != NULL) {
             int s = slot_of(strtoll(k + sizeof key - 1, NULL, 10));
             if (s >= 0)
                 d.lines[s]++;
