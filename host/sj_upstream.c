@@ -126,14 +126,15 @@ struct sj_upstream {
     int flush_now;
     long long log_retry_at;
     unsigned long dropped_unreported;
-    char *drop_template;     /* a record (JSON) of the last task that lost
-                                lines */
-    size_t log_bytes;        /* bytes of the queued records */
-    pthread_cond_t log_room; /* broadcast when records leave */
-    size_t log_flight_bytes; /* the batch in flight's body, twice (ours
-                                while it is built, gRPC's while it is
-                                sent): counted against the bound too */
-    long long log_acked_at;  /* monotonic ms of the last ack */
+    char *drop_template;      /* a record (JSON) of the last task that lost
+                                 lines */
+    size_t log_bytes;         /* bytes of the queued records */
+    pthread_cond_t log_room;  /* broadcast when records leave */
+    size_t log_flight_bytes;  /* the batch in flight's body, twice (ours
+                                 while it is built, gRPC's while it is
+                                 sent): counted against the bound too */
+    long long log_full_since; /* monotonic ms a writer first waited
+                                 since the last ack; 0: none */
     int log_stalled;       /* no ack for LOG_STALL_MS: writers drop, not wait */
     size_t log_bytes_peak; /* since the last trim */
     int log_refusals;      /* of the batch in flight / next */
@@ -709,17 +710,19 @@ static int log_full(const sj_upstream *up, size_t bytes, int waiter)
            up->log_bytes + up->log_flight_bytes + bytes > bound;
 }
 
-/* May a writer whose wait began at `since` (monotonic ms) go on waiting
- * for room? Only while something queued can leave, the server is
- * reachable and it acknowledged a batch within LOG_STALL_MS (of the
- * later of `since` and the last acknowledgement). Lock held. */
-static int log_may_wait(sj_upstream *up, long long since)
+/* May a writer wait for room? Only while something queued can leave,
+ * the server is reachable and it acknowledged a batch within LOG_STALL_MS
+ * of the first wait since its last acknowledgement (a batch refused for
+ * good makes room, but is no delivery). Lock held. */
+static int log_may_wait(sj_upstream *up)
 {
     if (up->stopping || up->n_logs == 0 || up->state != LINK_UP ||
         up->log_stalled)
         return 0;
-    long long ref = up->log_acked_at > since ? up->log_acked_at : since;
-    if (sj_mono_ms() - ref < LOG_STALL_MS)
+    long long now = sj_mono_ms();
+    if (up->log_full_since == 0)
+        up->log_full_since = now;
+    if (now - up->log_full_since < LOG_STALL_MS)
         return 1;
     up->log_stalled = 1;
     SJ_WARN("log queue full and the server took no log batch for %d s: "
@@ -736,10 +739,9 @@ static int log_may_wait(sj_upstream *up, long long since)
 static int log_wait_room(sj_upstream *up, size_t bytes, int (*due)(void *),
                          void *due_ud)
 {
-    long long since = sj_mono_ms();
     int why = 0;
 
-    if (!log_full(up, bytes, 1) || !log_may_wait(up, since))
+    if (!log_full(up, bytes, 1) || !log_may_wait(up))
         return 0;
     up->stats.log_waits++;
     do {
@@ -750,7 +752,7 @@ static int log_wait_room(sj_upstream *up, size_t bytes, int (*due)(void *),
             break;
         cond_wait_until(&up->log_room, &up->lock,
                         sj_mono_ms() + LOG_WAIT_SLICE_MS);
-    } while (log_full(up, bytes, 1) && log_may_wait(up, since));
+    } while (log_full(up, bytes, 1) && log_may_wait(up));
     return why;
 }
 
@@ -938,7 +940,7 @@ static void logs_done(void *ud, int err, const char *detail,
         up->log_refusals = 0;
         if (!final) {
             up->stats.log_lines_sent += up->logs_in_flight;
-            up->log_acked_at = sj_mono_ms();
+            up->log_full_since = 0;
             up->log_stalled = 0;
         }
         up->first_log_at = sj_mono_ms();
