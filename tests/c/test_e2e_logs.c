@@ -86,8 +86,8 @@ static const char *rec_message(json_t *rec)
 
 typedef struct task_lines {
     int64_t task;
-    long next;        /* the line number expected next (from 1) */
-    long count;       /* "line <i>" records of the task */
+    long next;  /* the line number expected next (from 1) */
+    long count; /* "line <i>" records of the task */
     long out_of_order;
     long notices;      /* "N log lines dropped" records of the task */
     long notice_lines; /* the sum of their N */
@@ -116,8 +116,7 @@ static void scan_logs(sj_srv *srv, task_lines *t, size_t n, int gaps)
         free(text);
         msg = rec != NULL ? rec_message(rec) : NULL;
         for (size_t k = 0; msg != NULL && k < n; k++) {
-            if (json_integer_value(json_object_get(rec, "taskId")) !=
-                t[k].task)
+            if (json_integer_value(json_object_get(rec, "taskId")) != t[k].task)
                 continue;
             if (sscanf(msg, "line %ld", &line) == 1) {
                 t[k].count++;
@@ -126,8 +125,8 @@ static void scan_logs(sj_srv *srv, task_lines *t, size_t n, int gaps)
                 t[k].next = line + 1;
             } else if (strstr(msg, " log lines dropped") != NULL) {
                 t[k].notices++;
-                t[k].notice_lines += strtol(msg + strlen("snailjob-lua: "),
-                                            NULL, 10);
+                t[k].notice_lines +=
+                    strtol(msg + strlen("snailjob-lua: "), NULL, 10);
             }
         }
         json_decref(rec);
@@ -138,8 +137,7 @@ static int wait_file(const h_host *h, const char *name, long long ms)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/%s", h->dir, name);
-    for (long long until = h_now() + H_MS(ms); h_now() < until;
-         h_sleep_ms(5))
+    for (long long until = h_now() + H_MS(ms); h_now() < until; h_sleep_ms(5))
         if (access(path, F_OK) == 0)
             return 1;
     CHECKF(0, "no %s after %lld ms", name, H_MS(ms));
@@ -187,14 +185,15 @@ static void test_no_loss(void)
                t[k].count, lines);
         CHECKF(t[k].out_of_order == 0, "task %d: %ld lines out of order", k,
                t[k].out_of_order);
-        CHECKF(t[k].notices == 0, "task %d: %ld drop notices", k,
-               t[k].notices);
+        CHECKF(t[k].notices == 0, "task %d: %ld drop notices", k, t[k].notices);
     }
     CHECK(!h_log_has(&h, "log queue full"));
     CHECK(!h_log_has(&h, "dropped"));
     printf("  no_loss: 2 x %ld lines of ~700 bytes through a 64 KiB queue "
            "in %lld ms, %zu log requests\n",
            lines, h_now() - t0, sj_srv_request_count(srv, URI_LOG));
+    /* a clean exit (sanitizers: nothing leaked) */
+    CHECK(h_host_stop(&h, SIGTERM) == 0);
 done:
     h_host_stop(&h, SIGTERM);
     h_host_cleanup(&h);
@@ -235,8 +234,7 @@ static void test_stop_in_wait(void)
            "the task dropped lines instead of waiting");
     t_stop = h_now();
     CHECK(sj_srv_stop_batch(srv, batch) == 0);
-    for (long long until = t_stop + H_MS(3000); h_now() < until;
-         h_sleep_ms(5))
+    for (long long until = t_stop + H_MS(3000); h_now() < until; h_sleep_ms(5))
         if (h_log_has(&h, "interrupted: stopped by the server")) {
             took = h_now() - t_stop;
             break;
@@ -250,6 +248,8 @@ static void test_stop_in_wait(void)
     sj_emu_refuse(emu, NULL);
     int64_t next = trigger(srv, &h, "quick", "");
     CHECK(sj_srv_wait_batch(srv, next, (int)H_MS(10000)) == SJ_SRV_SUCCESS);
+    /* a clean exit (sanitizers: nothing leaked) */
+    CHECK(h_host_stop(&h, SIGTERM) == 0);
 done:
     h_host_stop(&h, SIGTERM);
     h_host_cleanup(&h);
@@ -306,11 +306,12 @@ static void test_stalled_server(void)
            "the notice says %ld lines", t[0].notice_lines);
     CHECKF(t[0].count > 0 && t[0].count < lines, "%ld lines arrived",
            t[0].count);
-    CHECKF(t[0].out_of_order == 0, "%ld lines out of order",
-           t[0].out_of_order);
+    CHECKF(t[0].out_of_order == 0, "%ld lines out of order", t[0].out_of_order);
     printf("  stalled_server: %lld ms for %ld lines; %ld arrived, the "
            "notice counts %ld dropped (the rest: batches refused for good)\n",
            took, lines, t[0].count, t[0].notice_lines);
+    /* a clean exit (sanitizers: nothing leaked) */
+    CHECK(h_host_stop(&h, SIGTERM) == 0);
 done:
     h_host_stop(&h, SIGTERM);
     h_host_cleanup(&h);
