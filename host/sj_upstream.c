@@ -130,9 +130,6 @@ struct sj_upstream {
                                  lines */
     size_t log_bytes;         /* bytes of the queued records */
     pthread_cond_t log_room;  /* broadcast when records leave */
-    size_t log_flight_bytes;  /* the batch in flight's body, twice (ours
-                                 while it is built, gRPC's while it is
-                                 sent): counted against the bound too */
     long long log_full_since; /* monotonic ms a writer first waited
                                  since the last ack; 0: none */
     int log_stalled;       /* no ack for LOG_STALL_MS: writers drop, not wait */
@@ -706,8 +703,7 @@ static int log_full(const sj_upstream *up, size_t bytes, int waiter)
 
     if (waiter)
         bound -= bound / 16;
-    return up->n_logs >= LOG_QUEUE_MAX ||
-           up->log_bytes + up->log_flight_bytes + bytes > bound;
+    return up->n_logs >= LOG_QUEUE_MAX || up->log_bytes + bytes > bound;
 }
 
 /* May a writer wait for room? Only while something queued can leave,
@@ -954,7 +950,6 @@ static void logs_done(void *ud, int err, const char *detail,
                      : (reply->message ? reply->message : "status 0"));
     }
     up->logs_in_flight = 0;
-    up->log_flight_bytes = 0;
     pthread_cond_broadcast(&up->log_room);
     call_finished(up);
     pthread_mutex_unlock(&up->lock);
@@ -975,8 +970,9 @@ static void send_logs(sj_upstream *up)
     if (size == 0 || size > LOG_BATCH_MAX)
         size = LOG_BATCH_MAX;
     max = up->n_logs >= LOG_BACKLOG_BATCHES * size ? LOG_BATCH_MAX : size;
-    /* and an eighth of the queue's bound at most, so the queue and the
-     * batch in flight (counted twice) fit in it together */
+    /* and an eighth of the queue's bound at most: its body and gRPC's
+     * copy live beside the queue, in the 1/16 of the bound that scripts'
+     * lines leave free (log_full) */
     size_t backlog_bytes = (size_t)up->cfg->log_queue_max_bytes / 8;
     if (backlog_bytes > LOG_BACKLOG_BYTES)
         backlog_bytes = LOG_BACKLOG_BYTES;
@@ -1005,13 +1001,10 @@ static void send_logs(sj_upstream *up)
     *p++ = ']';
     *p = '\0';
     up->logs_in_flight = n;
-    up->log_flight_bytes = 2 * (size_t)(p - body);
     if (n == up->n_logs) /* a flush covers the whole queue */
         up->flush_now = 0;
-    if (start_call(up, "/batch/server/report/log", body, logs_done, up) != 0) {
+    if (start_call(up, "/batch/server/report/log", body, logs_done, up) != 0)
         up->logs_in_flight = 0;
-        up->log_flight_bytes = 0;
-    }
     free(body);
 }
 

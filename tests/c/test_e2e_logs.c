@@ -148,7 +148,7 @@ static int wait_file(const h_host *h, const char *name, long long ms)
 
 static void test_no_loss(void)
 {
-    const long lines = SANITIZED ? 8000 : 20000;
+    const long lines = SANITIZED ? 3000 : 20000;
     int port = 0;
     sj_emu *emu = h_emu_up(0, &port);
     sj_srv *srv;
