@@ -144,15 +144,45 @@ static int wait_file(const h_host *h, const char *name, long long ms)
     return 0;
 }
 
+/* An emulator and a host with EXECUTORS and the 64 KiB log queue, the
+ * host registered (`executor` known); NULL with a failed check if not
+ * (then nothing is left running). */
+static sj_emu *up_with_host(h_host *h)
+{
+    int port = 0;
+    sj_emu *emu = h_emu_up(0, &port);
+
+    h_host_dir(h);
+    if (emu == NULL)
+        return NULL;
+    h_write_file(h->dir, "executors/e.lua", EXECUTORS);
+    h_host_start(h, port, QUEUE, "SNAIL_LOG_LEVEL=WARN", NULL);
+    if (!h_wait_ready(sj_emu_srv(emu), h, "lines", 10000)) {
+        h_host_stop(h, SIGKILL);
+        h_host_cleanup(h);
+        sj_emu_destroy(emu);
+        return NULL;
+    }
+    return emu;
+}
+
+/* Stop the host, which must exit cleanly (under sanitizers: nothing
+ * leaked), and the emulator. */
+static void down(h_host *h, sj_emu *emu)
+{
+    CHECK(h_host_stop(h, SIGTERM) == 0);
+    h_host_cleanup(h);
+    sj_emu_destroy(emu);
+}
+
 /* ---- 1. no line lost through the smallest queue ------------------------- */
 
 static void test_no_loss(void)
 {
     const long lines = SANITIZED ? 3000 : 20000;
-    int port = 0;
-    sj_emu *emu = h_emu_up(0, &port);
-    sj_srv *srv;
     h_host h;
+    sj_emu *emu = up_with_host(&h);
+    sj_srv *srv;
     char params[32];
     task_lines t[2];
     long long t0;
@@ -160,11 +190,6 @@ static void test_no_loss(void)
     if (emu == NULL)
         return;
     srv = sj_emu_srv(emu);
-    h_host_dir(&h);
-    h_write_file(h.dir, "executors/e.lua", EXECUTORS);
-    h_host_start(&h, port, QUEUE, "SNAIL_LOG_LEVEL=WARN", NULL);
-    if (!h_wait_ready(srv, &h, "lines", 10000))
-        goto done;
 
     snprintf(params, sizeof params, "%ld", lines);
     t0 = h_now();
@@ -192,22 +217,16 @@ static void test_no_loss(void)
     printf("  no_loss: 2 x %ld lines of ~700 bytes through a 64 KiB queue "
            "in %lld ms, %zu log requests\n",
            lines, h_now() - t0, sj_srv_request_count(srv, URI_LOG));
-    /* a clean exit (sanitizers: nothing leaked) */
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
-done:
-    h_host_stop(&h, SIGTERM);
-    h_host_cleanup(&h);
-    sj_emu_destroy(emu);
+    down(&h, emu);
 }
 
 /* ---- 2. a stop ends a wait for room ------------------------------------- */
 
 static void test_stop_in_wait(void)
 {
-    int port = 0;
-    sj_emu *emu = h_emu_up(0, &port);
-    sj_srv *srv;
     h_host h;
+    sj_emu *emu = up_with_host(&h);
+    sj_srv *srv;
     char name[64];
     int64_t batch;
     long long t_stop, took = -1;
@@ -215,11 +234,6 @@ static void test_stop_in_wait(void)
     if (emu == NULL)
         return;
     srv = sj_emu_srv(emu);
-    h_host_dir(&h);
-    h_write_file(h.dir, "executors/e.lua", EXECUTORS);
-    h_host_start(&h, port, QUEUE, "SNAIL_LOG_LEVEL=WARN", NULL);
-    if (!h_wait_ready(srv, &h, "endless", 10000))
-        goto done;
 
     sj_emu_refuse(emu, URI_LOG); /* no batch is ever acknowledged */
     batch = trigger(srv, &h, "endless", "");
@@ -248,12 +262,8 @@ static void test_stop_in_wait(void)
     sj_emu_refuse(emu, NULL);
     int64_t next = trigger(srv, &h, "quick", "");
     CHECK(sj_srv_wait_batch(srv, next, (int)H_MS(10000)) == SJ_SRV_SUCCESS);
-    /* a clean exit (sanitizers: nothing leaked) */
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
 done:
-    h_host_stop(&h, SIGTERM);
-    h_host_cleanup(&h);
-    sj_emu_destroy(emu);
+    down(&h, emu);
 }
 
 /* ---- 3. a server that takes no logs does not hang a task ---------------- */
@@ -261,10 +271,9 @@ done:
 static void test_stalled_server(void)
 {
     const long lines = 3000;
-    int port = 0;
-    sj_emu *emu = h_emu_up(0, &port);
-    sj_srv *srv;
     h_host h;
+    sj_emu *emu = up_with_host(&h);
+    sj_srv *srv;
     char params[32];
     task_lines t[1];
     int64_t batch;
@@ -273,11 +282,6 @@ static void test_stalled_server(void)
     if (emu == NULL)
         return;
     srv = sj_emu_srv(emu);
-    h_host_dir(&h);
-    h_write_file(h.dir, "executors/e.lua", EXECUTORS);
-    h_host_start(&h, port, QUEUE, "SNAIL_LOG_LEVEL=WARN", NULL);
-    if (!h_wait_ready(srv, &h, "lines", 10000))
-        goto done;
 
     sj_emu_refuse(emu, URI_LOG);
     snprintf(params, sizeof params, "%ld", lines);
@@ -310,12 +314,7 @@ static void test_stalled_server(void)
     printf("  stalled_server: %lld ms for %ld lines; %ld arrived, the "
            "notice counts %ld dropped (the rest: batches refused for good)\n",
            took, lines, t[0].count, t[0].notice_lines);
-    /* a clean exit (sanitizers: nothing leaked) */
-    CHECK(h_host_stop(&h, SIGTERM) == 0);
-done:
-    h_host_stop(&h, SIGTERM);
-    h_host_cleanup(&h);
-    sj_emu_destroy(emu);
+    down(&h, emu);
 }
 
 /* ---- 4. `run`, no server ------------------------------------------------- */
