@@ -281,6 +281,7 @@ static int serve(const sj_config *cfg, const sj_files *files)
     sj_endpoint ep = {.token = cfg->token,
                       .record_dir = cfg->record_dir,
                       .ops = {host_dispatch, host_stop, &h}};
+    sj_loop *loop = NULL;
     sj_server *srv = NULL;
     sj_link *link = NULL;
     sj_upstream *up = NULL;
@@ -329,18 +330,25 @@ static int serve(const sj_config *cfg, const sj_files *files)
     sj_transport_init();
     make_host_id(host_id, sizeof host_id);
     listen_addr(addr, sizeof addr, cfg->bind_host, cfg->host_port);
-    if ((rc = sj_server_start(addr, sj_endpoint_handle, &ep, &srv, &port))) {
+    /* One thread takes dispatches and the server's answers alike: the one
+     * that reads a dispatch off the socket handles it (sj_transport.h). */
+    if ((rc = sj_loop_start("grpc", &loop)) != 0) {
+        SJ_ERROR("cannot start the gRPC thread: %s", sj_strerror(rc));
+        goto fail_transport;
+    }
+    if ((rc = sj_server_start_on(loop, addr, sj_endpoint_handle, &ep, &srv,
+                                 &port))) {
         SJ_ERROR("cannot listen on %s: port %d is in use or %s is not an "
                  "address of this machine (host_port, bind_host)",
                  addr, cfg->host_port, cfg->bind_host);
-        goto fail_transport;
+        goto fail_loop;
     }
     snprintf(target, sizeof target, "%s:%d", cfg->server_host,
              cfg->server_port);
     /* Reconnect well within one heartbeat interval (at most every 1 s), so
      * the host re-registers within about one interval of the server's
      * return (issue 2). */
-    if ((rc = sj_link_grpc_opts(target, reconnect_ms(cfg), &link)) != 0) {
+    if ((rc = sj_link_grpc_opts(target, reconnect_ms(cfg), loop, &link)) != 0) {
         SJ_ERROR("cannot open a channel to %s: %s", target, sj_strerror(rc));
         goto fail_server;
     }
@@ -441,6 +449,8 @@ fail_upstream:
 fail_server:
     sj_server_stop(srv);
     sj_endpoint_close(&ep);
+fail_loop:
+    sj_loop_stop(loop); /* after the server and the link it carries */
 fail_transport:
     sj_transport_shutdown();
     sj_metrics_unserve();

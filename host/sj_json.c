@@ -275,6 +275,15 @@ static int dump(const json_t *v, int keep_order, char **out, size_t *len)
     return 0;
 }
 
+int sj_json_buf_value(sj_json_buf *b, const json_t *v)
+{
+    sbuf s = {*b, 0};
+    int rc = v != NULL ? dump_value(&s, v, 0) : SJ_EINVAL;
+
+    *b = s.s;
+    return rc;
+}
+
 int sj_json_dump(const json_t *v, char **out, size_t *len)
 {
     return dump(v, 0, out, len);

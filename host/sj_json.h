@@ -54,6 +54,10 @@ int sj_json_buf_add(sj_json_buf *b, const char *s, size_t n);
  * string escaper of every outbound body. 0 or SJ_ENOMEM. */
 int sj_json_buf_str(sj_json_buf *b, const char *s, size_t n);
 
+/* Append `v` as sj_json_dump writes it. 0, SJ_EINVAL (v NULL),
+ * SJ_ENOMEM or SJ_ETOOBIG; on an error the buffer holds part of it. */
+int sj_json_buf_value(sj_json_buf *b, const json_t *v);
+
 /* The number formats sj_json_dump uses, for writers that build JSON
  * without a json_t (sj_luajson): `d` (finite) as the shortest of
  * %.15g/%.16g/%.17g that reads back as `d`, with ".0" when it has no '.'

@@ -31,15 +31,17 @@ static void g_close(sj_link *self)
 
 int sj_link_grpc(const char *target, sj_link **out)
 {
-    return sj_link_grpc_opts(target, 1000, out);
+    return sj_link_grpc_opts(target, 1000, NULL, out);
 }
 
-int sj_link_grpc_opts(const char *target, int max_reconnect_ms, sj_link **out)
+int sj_link_grpc_opts(const char *target, int max_reconnect_ms, sj_loop *loop,
+                      sj_link **out)
 {
     /* Capped (1 s by default) so a restarted server is reached again
      * promptly. */
     sj_channel_options opts = {
-        .max_reconnect_ms = max_reconnect_ms > 0 ? max_reconnect_ms : 1000};
+        .max_reconnect_ms = max_reconnect_ms > 0 ? max_reconnect_ms : 1000,
+        .loop = loop};
     grpc_link *l = calloc(1, sizeof *l);
     int rc;
 

@@ -36,7 +36,9 @@ int sj_link_grpc(const char *target, sj_link **out);
 /* The same with the channel's reconnect backoff capped at max_reconnect_ms
  * (<= 0: 1000, as sj_link_grpc): a server that comes back is reached again
  * within about that time, so a host with a short heartbeat re-registers
- * within one interval. */
-int sj_link_grpc_opts(const char *target, int max_reconnect_ms, sj_link **out);
+ * within one interval. Callbacks run on `loop` (NULL: the channel's own);
+ * the loop must outlive the link. */
+int sj_link_grpc_opts(const char *target, int max_reconnect_ms, sj_loop *loop,
+                      sj_link **out);
 
 #endif

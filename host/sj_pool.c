@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,10 @@ struct sj_pool {
      * one only (its caches are warm; the others stay asleep when fewer
      * workers keep up with the load). Guarded by lock. */
     worker *idle_top;
+    /* At most one worker spins for a moment before it sleeps (see
+     * spin_for_task); a dispatch wakes nobody while it does. */
+    int spinning;             /* guarded by lock */
+    atomic_ullong dispatches; /* tasks queued so far, read while spinning */
     qnode *head, *tail;
     size_t queued;
     size_t queued_bytes; /* about what the queued tasks hold */
@@ -377,13 +382,22 @@ static void idle_remove(sj_pool *pool, worker *w)
     w->idle_below = NULL;
 }
 
+/* Take the most recently idle worker off the idle stack, to be signalled;
+ * NULL if none was idle. */
+static worker *pop_idle(sj_pool *pool)
+{
+    worker *w = pool->idle_top;
+    if (w != NULL)
+        idle_remove(pool, w);
+    return w;
+}
+
 /* Wake the most recently idle worker; 0 if none was idle. */
 static int wake_one(sj_pool *pool)
 {
-    worker *w = pool->idle_top;
+    worker *w = pop_idle(pool);
     if (w == NULL)
         return 0;
-    idle_remove(pool, w);
     pthread_cond_signal(&w->wake);
     return 1;
 }
@@ -409,6 +423,26 @@ static size_t batch_running(sj_pool *pool, int64_t batch)
     return n;
 }
 
+/* 1 if t's batch may run one more task here. */
+static int may_run(sj_pool *pool, const sj_task *t)
+{
+    return t->parallel_num <= 0 ||
+           batch_running(pool, t->task_batch_id) < (size_t)t->parallel_num;
+}
+
+/* Wake an idle worker for each queued task that may run now, after the
+ * first `self` of them (left to the calling worker, which takes one
+ * next). A woken worker that finds nothing sleeps again. */
+static void wake_runnable(sj_pool *pool, size_t self)
+{
+    size_t n = 0;
+
+    for (qnode *q = pool->head; q != NULL && pool->idle_top != NULL;
+         q = q->next)
+        if (may_run(pool, q->t) && ++n > self)
+            wake_one(pool);
+}
+
 /* Oldest queued task whose batch may run one more task here. */
 static sj_task *take_task(sj_pool *pool)
 {
@@ -416,8 +450,7 @@ static sj_task *take_task(sj_pool *pool)
 
     for (qnode *q = pool->head; q != NULL; prev = q, q = q->next) {
         sj_task *t = q->t;
-        if (t->parallel_num > 0 &&
-            batch_running(pool, t->task_batch_id) >= (size_t)t->parallel_num)
+        if (!may_run(pool, t))
             continue;
         if (prev)
             prev->next = q->next;
@@ -434,6 +467,44 @@ static sj_task *take_task(sj_pool *pool)
 }
 
 /* ---- workers ----------------------------------------------------------- */
+
+/*
+ * How long an idle worker stays awake for the next task before it sleeps.
+ * Waking a sleeping thread costs a futex and, on a virtual machine whose
+ * other CPU is halted, an inter-processor interrupt: tens of microseconds
+ * on the path of every dispatch that finds the pool idle (one in flight:
+ * the next dispatch comes one round trip after the last report). One
+ * worker at a time spins, and only between tasks, never while tasks wait;
+ * it yields the CPU on every turn, so a thread with work runs first.
+ */
+#define SPIN_US 150
+
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Lock held, nothing to take: spin for a dispatch for up to SPIN_US with
+ * the lock released. Returns 1 if this worker spun (the caller looks at
+ * the queue again), 0 if another worker spins already. */
+static int spin_for_task(sj_pool *pool)
+{
+    unsigned long long seen = atomic_load(&pool->dispatches);
+    long long until;
+
+    if (pool->spinning > 0 || pool->shutting_down)
+        return 0;
+    pool->spinning = 1;
+    pthread_mutex_unlock(&pool->lock);
+    until = mono_us() + SPIN_US;
+    while (atomic_load(&pool->dispatches) == seen && mono_us() < until)
+        sched_yield();
+    pthread_mutex_lock(&pool->lock);
+    pool->spinning = 0;
+    return 1;
+}
 
 #define SHUTDOWN_QUEUED "snailjob-lua host shut down before the task started"
 #define SHUTDOWN_RUNNING                                                       \
@@ -608,7 +679,7 @@ static void *worker_thread(void *arg)
     worker *w = arg;
     sj_pool *pool = w->pool;
     char name[16], err[1024];
-    int rc;
+    int rc, spun = 0;
 
     snprintf(name, sizeof name, "worker-%d", w->index);
     sj_log_thread_name(name);
@@ -638,6 +709,11 @@ static void *worker_thread(void *arg)
             continue;
         }
         sj_task *t = take_task(pool);
+        if (t == NULL && !spun && spin_for_task(pool)) {
+            spun = 1;
+            continue;
+        }
+        spun = 0;
         if (t == NULL) {
             w->idle = 1;
             w->idle_below = pool->idle_top;
@@ -678,11 +754,11 @@ static void *worker_thread(void *arg)
         pthread_mutex_lock(&pool->lock);
         w->current = NULL;
         sj_task_free(t);
-        /* A batch slot freed: only tasks still queued can want it (waking
-         * every idle worker after every task costs a switch each). */
-        if (pool->queued > 0)
-            while (wake_one(pool))
-                ;
+        /* A batch slot freed: this worker takes the next runnable task
+         * itself; idle ones are woken only for runnable tasks beyond that
+         * one (waking every idle worker whenever something is queued cost
+         * three futile wake-ups per job with 4 workers, one in flight). */
+        wake_runnable(pool, 1);
     }
     w->exited = 1;
     pthread_mutex_unlock(&pool->lock);
@@ -954,8 +1030,17 @@ int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
         pool->head = q;
     pool->tail = q;
     pool->queued++;
-    wake_one(pool);
+    atomic_fetch_add(&pool->dispatches, 1);
+    /* A spinning worker takes it without a wake-up. */
+    worker *w = pool->spinning > 0 ? NULL : pop_idle(pool);
     pthread_mutex_unlock(&pool->lock);
+    /* Signalled after the unlock, so the worker does not wake only to
+     * block on the lock this thread still holds (a futex round trip on
+     * every dispatch). It is off the idle stack, so no other wake-up is
+     * aimed at it; if it woke spuriously meanwhile and took the task, the
+     * signal is one more spurious wake-up it sleeps through. */
+    if (w != NULL)
+        pthread_cond_signal(&w->wake);
     return 0;
 }
 

@@ -114,6 +114,16 @@ typedef struct sj_task {
  */
 int sj_task_parse(const char *body, sj_task **out, char *err, size_t errlen);
 
+/*
+ * The same without building a jansson tree (sj_jscan), for the common
+ * body: 1 and a new task, identical to what sj_task_parse makes of it; 0
+ * when it declines (an error, or a form it leaves to jansson: a real
+ * number, a repeated field, a key with escapes...), and the caller takes
+ * the jansson path, which gives the same task or the error message.
+ * sj_task_parse tries it first.
+ */
+int sj_task_parse_fast(const char *body, size_t len, sj_task **out);
+
 /* The same from an already parsed body (borrowed: nothing of `root` is
  * kept; the task owns copies). Errors as above, but never "not JSON". */
 int sj_task_from_json(const json_t *root, sj_task **out, char *err,

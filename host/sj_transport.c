@@ -138,17 +138,87 @@ static void set_int_arg(grpc_arg *a, const char *key, int v)
     a->value.integer = v;
 }
 
-/* ---- server ----------------------------------------------------------- */
+/* ---- loop ------------------------------------------------------------- */
 
-enum srv_tag_kind {
+/* Every tag on a loop's queue starts with its kind. */
+enum tag_kind {
     SRV_WAIT_REGISTERED, /* slot waiting for a call on SJ_METHOD */
     SRV_WAIT_GENERIC,    /* slot waiting for a call on any other path */
     SRV_REPLYING,        /* reply batch in flight */
-    SRV_SHUTDOWN         /* the server's shutdown notification */
+    SRV_SHUTDOWN,        /* the server's shutdown notification */
+    CHAN_DONE            /* an outgoing call finished */
 };
 
-typedef struct srv_call {
-    enum srv_tag_kind kind;
+struct sj_loop {
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    char name[16];
+};
+
+typedef struct srv_call srv_call;
+typedef struct chan_call chan_call;
+static void srv_event(srv_call *c, int ok);
+static void chan_complete(chan_call *c, int ok);
+
+static void *loop_thread(void *arg)
+{
+    sj_loop *lp = arg;
+
+    sj_log_thread_name(lp->name);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            lp->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        if (*(enum tag_kind *)ev.tag == CHAN_DONE)
+            chan_complete(ev.tag, ev.success);
+        else
+            srv_event(ev.tag, ev.success);
+    }
+    return NULL;
+}
+
+int sj_loop_start(const char *name, sj_loop **out)
+{
+    sj_loop *lp = calloc(1, sizeof *lp);
+
+    if (lp == NULL)
+        return SJ_ENOMEM;
+    snprintf(lp->name, sizeof lp->name, "%s", name);
+    sj_transport_init();
+    lp->cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&lp->thread, NULL, loop_thread, lp) != 0) {
+        /* Nothing was ever queued: the shutdown event is the only one. */
+        grpc_completion_queue_shutdown(lp->cq);
+        grpc_completion_queue_next(lp->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                   NULL);
+        grpc_completion_queue_destroy(lp->cq);
+        sj_transport_shutdown();
+        free(lp);
+        return SJ_ENOMEM;
+    }
+    *out = lp;
+    return 0;
+}
+
+void sj_loop_stop(sj_loop *lp)
+{
+    if (lp == NULL)
+        return;
+    grpc_completion_queue_shutdown(lp->cq);
+    pthread_join(lp->thread, NULL);
+    grpc_completion_queue_destroy(lp->cq);
+    sj_transport_shutdown();
+    free(lp);
+}
+
+/* ---- server ----------------------------------------------------------- */
+
+struct srv_call {
+    enum tag_kind kind;
+    sj_server *s;
     int generic;
     grpc_call *call;
     gpr_timespec deadline;
@@ -158,21 +228,29 @@ typedef struct srv_call {
     grpc_byte_buffer *reply_bb;
     grpc_slice status_details;
     int cancelled;
-} srv_call;
+};
 
 struct sj_server {
     grpc_server *server;
-    grpc_completion_queue *cq;
+    sj_loop *lp;
+    int own_loop;
     void *method;
     sj_server_handler handler;
     void *ud;
-    pthread_t thread;
-    int stopping; /* server thread only */
+    atomic_int stopping;
     srv_call shutdown_tag;
+    /* what sj_server_stop waits for: the shutdown tag, and every call
+     * object (slot or reply in flight) freed */
+    pthread_mutex_t lock;
+    pthread_cond_t settled;
+    size_t calls;
+    int shut;
 };
 
 static void srv_call_free(srv_call *c)
 {
+    sj_server *s = c->s;
+
     grpc_metadata_array_destroy(&c->md);
     if (c->generic)
         grpc_call_details_destroy(&c->details);
@@ -184,6 +262,10 @@ static void srv_call_free(srv_call *c)
     if (c->call != NULL)
         grpc_call_unref(c->call);
     free(c);
+    pthread_mutex_lock(&s->lock);
+    if (--s->calls == 0)
+        pthread_cond_broadcast(&s->settled);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static int srv_request_slot(sj_server *s, int generic)
@@ -193,6 +275,10 @@ static int srv_request_slot(sj_server *s, int generic)
 
     if (c == NULL)
         return SJ_ENOMEM;
+    pthread_mutex_lock(&s->lock);
+    s->calls++;
+    pthread_mutex_unlock(&s->lock);
+    c->s = s;
     c->generic = generic;
     c->kind = generic ? SRV_WAIT_GENERIC : SRV_WAIT_REGISTERED;
     c->status_details = grpc_empty_slice();
@@ -200,11 +286,11 @@ static int srv_request_slot(sj_server *s, int generic)
     if (generic) {
         grpc_call_details_init(&c->details);
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md,
-                                     s->cq, s->cq, c);
+                                     s->lp->cq, s->lp->cq, c);
     } else {
-        e = grpc_server_request_registered_call(s->server, s->method, &c->call,
-                                                &c->deadline, &c->md,
-                                                &c->payload, s->cq, s->cq, c);
+        e = grpc_server_request_registered_call(
+            s->server, s->method, &c->call, &c->deadline, &c->md, &c->payload,
+            s->lp->cq, s->lp->cq, c);
     }
     if (e != GRPC_CALL_OK) {
         srv_call_free(c);
@@ -295,44 +381,68 @@ static void srv_handle_call(sj_server *s, srv_call *c)
     }
 }
 
-static void *srv_thread(void *arg)
+/* Loop thread: one of the server's tags completed. */
+static void srv_event(srv_call *c, int ok)
 {
-    sj_server *s = arg;
+    sj_server *s = c->s;
 
-    sj_log_thread_name("grpc-server");
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(
-            s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
-        srv_call *c = ev.tag;
-        switch (c->kind) {
-        case SRV_SHUTDOWN:
-            s->stopping = 1;
-            grpc_completion_queue_shutdown(s->cq);
-            break;
-        case SRV_WAIT_REGISTERED:
-        case SRV_WAIT_GENERIC:
-            if (!ev.success) { /* the server is shutting down */
-                srv_call_free(c);
-                break;
-            }
-            if (!s->stopping && srv_request_slot(s, c->generic) != 0)
-                SJ_ERROR("could not re-arm an inbound call slot");
-            srv_handle_call(s, c);
-            break;
-        case SRV_REPLYING:
+    switch (c->kind) {
+    case SRV_SHUTDOWN:
+        pthread_mutex_lock(&s->lock);
+        s->shut = 1;
+        pthread_cond_broadcast(&s->settled);
+        pthread_mutex_unlock(&s->lock);
+        break;
+    case SRV_WAIT_REGISTERED:
+    case SRV_WAIT_GENERIC:
+        if (!ok) { /* the server is shutting down */
             srv_call_free(c);
             break;
         }
+        if (!atomic_load(&s->stopping) && srv_request_slot(s, c->generic) != 0)
+            SJ_ERROR("could not re-arm an inbound call slot");
+        srv_handle_call(s, c);
+        break;
+    case SRV_REPLYING:
+        srv_call_free(c);
+        break;
+    default:
+        break;
     }
-    return NULL;
+}
+
+/* Shut the started server down and wait until the loop has seen the last
+ * of it; then destroy it (and its own loop). */
+static void srv_finish(sj_server *s)
+{
+    atomic_store(&s->stopping, 1);
+    grpc_server_shutdown_and_notify(s->server, s->lp->cq, &s->shutdown_tag);
+    grpc_server_cancel_all_calls(s->server);
+    pthread_mutex_lock(&s->lock);
+    while (!s->shut || s->calls > 0)
+        pthread_cond_wait(&s->settled, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    grpc_server_destroy(s->server);
+}
+
+static void srv_free(sj_server *s)
+{
+    if (s->own_loop)
+        sj_loop_stop(s->lp);
+    pthread_cond_destroy(&s->settled);
+    pthread_mutex_destroy(&s->lock);
+    sj_transport_shutdown();
+    free(s);
 }
 
 int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
                     sj_server **out, int *port)
+{
+    return sj_server_start_on(NULL, addr, handler, ud, out, port);
+}
+
+int sj_server_start_on(sj_loop *lp, const char *addr, sj_server_handler handler,
+                       void *ud, sj_server **out, int *port)
 {
     grpc_arg a[5];
     grpc_channel_args args;
@@ -346,6 +456,19 @@ int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
     s->handler = handler;
     s->ud = ud;
     s->shutdown_tag.kind = SRV_SHUTDOWN;
+    s->shutdown_tag.s = s;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->settled, NULL);
+    sj_transport_init();
+    if (lp == NULL) {
+        if ((rc = sj_loop_start("grpc-server", &lp)) != 0) {
+            s->lp = NULL;
+            srv_free(s);
+            return rc;
+        }
+        s->own_loop = 1;
+    }
+    s->lp = lp;
     /* The Java server's channel pings every 30 s during calls; never answer
      * it with GOAWAY too_many_pings. */
     set_int_arg(&a[2], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
@@ -357,76 +480,41 @@ int sj_server_start(const char *addr, sj_server_handler handler, void *ud,
     set_int_arg(&a[4], GRPC_ARG_ALLOW_REUSEPORT, 0);
     make_args(a, 3, &args);
 
-    sj_transport_init();
-    s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&args, NULL);
-    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    grpc_server_register_completion_queue(s->server, lp->cq, NULL);
     s->method = grpc_server_register_method(
         s->server, SJ_METHOD, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
         0);
     creds = grpc_insecure_server_credentials_create();
     bound = grpc_server_add_http2_port(s->server, addr, creds);
     grpc_server_credentials_release(creds);
-    if (s->method == NULL || bound <= 0)
-        goto fail_server;
+    if (s->method == NULL || bound <= 0) {
+        grpc_server_destroy(s->server); /* never started, nothing queued */
+        srv_free(s);
+        return SJ_EIO;
+    }
     grpc_server_start(s->server);
     for (int i = 0; i < SRV_REGISTERED_SLOTS + SRV_GENERIC_SLOTS; i++)
-        if ((rc = srv_request_slot(s, i >= SRV_REGISTERED_SLOTS)) != 0)
-            goto fail_started;
-    if (pthread_create(&s->thread, NULL, srv_thread, s) != 0) {
-        rc = SJ_ENOMEM;
-        goto fail_started;
-    }
+        if ((rc = srv_request_slot(s, i >= SRV_REGISTERED_SLOTS)) != 0) {
+            srv_finish(s);
+            srv_free(s);
+            return rc;
+        }
     if (port != NULL)
         *port = bound;
     *out = s;
     return 0;
-
-fail_started:
-    /* No thread yet: drain the queue here. */
-    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-    grpc_server_cancel_all_calls(s->server);
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(
-            s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.tag == &s->shutdown_tag)
-            grpc_completion_queue_shutdown(s->cq);
-        else if (ev.type == GRPC_OP_COMPLETE)
-            srv_call_free(ev.tag);
-    }
-    goto fail_destroy;
-fail_server:
-    grpc_completion_queue_shutdown(s->cq);
-    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                      NULL)
-               .type != GRPC_QUEUE_SHUTDOWN)
-        ;
-fail_destroy:
-    grpc_server_destroy(s->server);
-    grpc_completion_queue_destroy(s->cq);
-    sj_transport_shutdown();
-    free(s);
-    return rc;
 }
 
 void sj_server_stop(sj_server *s)
 {
     if (s == NULL)
         return;
-    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-    grpc_server_cancel_all_calls(s->server);
-    pthread_join(s->thread, NULL);
-    grpc_server_destroy(s->server);
-    grpc_completion_queue_destroy(s->cq);
-    sj_transport_shutdown();
-    free(s);
+    srv_finish(s);
+    srv_free(s);
 }
 
 /* ---- channel ---------------------------------------------------------- */
-
-typedef struct chan_call chan_call;
 
 /* How a finished call is delivered: to a callback, or to a waiter. */
 typedef struct waiter {
@@ -442,6 +530,7 @@ typedef struct waiter {
 } waiter;
 
 struct chan_call {
+    enum tag_kind kind; /* CHAN_DONE */
     sj_channel *ch;
     grpc_call *call;
     uint64_t id;
@@ -461,10 +550,12 @@ struct chan_call {
 
 struct sj_channel {
     grpc_channel *channel;
-    grpc_completion_queue *cq;
-    pthread_t thread;
-    pthread_mutex_t lock; /* guards calls, closing, next_id */
-    chan_call *calls;     /* in flight */
+    sj_loop *lp;
+    int own_loop;
+    pthread_mutex_t lock; /* guards calls, active, closing, next_id */
+    pthread_cond_t settled;
+    chan_call *calls; /* in flight */
+    size_t active;    /* started and not yet delivered */
     int closing;
     uint64_t next_id;
     char target[256];
@@ -517,11 +608,12 @@ static void waiter_finish(waiter *w, int err, int grpc_status,
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Channel thread: a call finished; decode and deliver it. The call was
+/* Loop thread: a call finished; decode and deliver it. The call was
  * started under ch->lock, so taking the lock first is what makes its
  * fields visible here (gRPC's own hand-over is invisible to TSan). */
-static void chan_complete(sj_channel *ch, chan_call *c, int ok)
+static void chan_complete(chan_call *c, int ok)
 {
+    sj_channel *ch = c->ch;
     char detail[256] = "";
     sj_reply reply = {0};
     uint8_t *bytes = NULL;
@@ -572,22 +664,10 @@ static void chan_complete(sj_channel *ch, chan_call *c, int ok)
     sj_reply_free(&reply);
     free(bytes);
     chan_call_free(c);
-}
-
-static void *chan_thread(void *arg)
-{
-    sj_channel *ch = arg;
-
-    sj_log_thread_name("grpc-client");
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(
-            ch->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.type == GRPC_OP_COMPLETE)
-            chan_complete(ch, ev.tag, ev.success);
-    }
-    return NULL;
+    pthread_mutex_lock(&ch->lock);
+    if (--ch->active == 0)
+        pthread_cond_broadcast(&ch->settled);
+    pthread_mutex_unlock(&ch->lock);
 }
 
 int sj_channel_open(const char *target, const sj_channel_options *opts,
@@ -626,15 +706,19 @@ int sj_channel_open(const char *target, const sj_channel_options *opts,
     creds = grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(target, creds, &args);
     grpc_channel_credentials_release(creds);
-    ch->cq = grpc_completion_queue_create_for_next(NULL);
-    if (pthread_create(&ch->thread, NULL, chan_thread, ch) != 0) {
-        grpc_completion_queue_shutdown(ch->cq);
-        grpc_completion_queue_destroy(ch->cq);
-        grpc_channel_destroy(ch->channel);
-        pthread_mutex_destroy(&ch->lock);
-        sj_transport_shutdown();
-        free(ch);
-        return SJ_ENOMEM;
+    pthread_cond_init(&ch->settled, NULL);
+    ch->lp = opts != NULL ? opts->loop : NULL;
+    if (ch->lp == NULL) {
+        int rc = sj_loop_start("grpc-client", &ch->lp);
+        if (rc != 0) {
+            grpc_channel_destroy(ch->channel);
+            pthread_cond_destroy(&ch->settled);
+            pthread_mutex_destroy(&ch->lock);
+            sj_transport_shutdown();
+            free(ch);
+            return rc;
+        }
+        ch->own_loop = 1;
     }
     *out = ch;
     return 0;
@@ -648,12 +732,14 @@ void sj_channel_close(sj_channel *ch)
     ch->closing = 1;
     for (chan_call *c = ch->calls; c != NULL; c = c->next)
         grpc_call_cancel(c->call, NULL);
+    /* Every cancelled call is still delivered, on the loop's thread. */
+    while (ch->active > 0)
+        pthread_cond_wait(&ch->settled, &ch->lock);
     pthread_mutex_unlock(&ch->lock);
-    /* Pending completions are still delivered before QUEUE_SHUTDOWN. */
-    grpc_completion_queue_shutdown(ch->cq);
-    pthread_join(ch->thread, NULL);
-    grpc_completion_queue_destroy(ch->cq);
     grpc_channel_destroy(ch->channel);
+    if (ch->own_loop)
+        sj_loop_stop(ch->lp);
+    pthread_cond_destroy(&ch->settled);
     pthread_mutex_destroy(&ch->lock);
     sj_transport_shutdown();
     free(ch);
@@ -668,6 +754,7 @@ static int chan_start(sj_channel *ch, const char *method, const uint8_t *bytes,
     grpc_call_error e;
     int rc = 0;
 
+    c->kind = CHAN_DONE;
     c->ch = ch;
     c->details = grpc_empty_slice();
     grpc_metadata_array_init(&c->init_md);
@@ -695,14 +782,15 @@ static int chan_start(sj_channel *ch, const char *method, const uint8_t *bytes,
         rc = SJ_ECLOSED;
         goto out;
     }
-    c->call = grpc_channel_create_call(ch->channel, NULL,
-                                       GRPC_PROPAGATE_DEFAULTS, ch->cq, path,
-                                       NULL, deadline_in(timeout_ms), NULL);
+    c->call = grpc_channel_create_call(
+        ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, ch->lp->cq, path, NULL,
+        deadline_in(timeout_ms), NULL);
     e = grpc_call_start_batch(c->call, ops, 6, c, NULL);
     if (e != GRPC_CALL_OK) {
         rc = SJ_ETRANSPORT;
         goto out;
     }
+    ch->active++;
     c->id = ++ch->next_id;
     *id = c->id;
     c->next = ch->calls;

@@ -169,18 +169,27 @@ static int rpc_timeout_ms(const sj_upstream *up)
     return (int)(up->cfg->rpc_timeout * 1000.0);
 }
 
-/* Start an async call; the callback gets `ud`. Lock held. */
-static int start_call(sj_upstream *up, const char *uri, const char *body,
-                      sj_call_cb cb, void *ud)
+/* Start an async call; the callback gets `ud`. Needs no lock. */
+static int send_call(sj_upstream *up, const char *uri, const char *body,
+                     sj_call_cb cb, void *ud)
 {
     sj_request req;
     int rc = sj_upstream_request(up, uri, body, &req);
 
     if (rc == 0)
         rc = up->link->call(up->link, &req, rpc_timeout_ms(up), cb, ud);
+    sj_request_free(&req);
+    return rc;
+}
+
+/* The same, counted in calls_in_flight. Lock held. */
+static int start_call(sj_upstream *up, const char *uri, const char *body,
+                      sj_call_cb cb, void *ud)
+{
+    int rc = send_call(up, uri, body, cb, ud);
+
     if (rc == 0)
         up->calls_in_flight++;
-    sj_request_free(&req);
     return rc;
 }
 
@@ -532,6 +541,30 @@ static void journal_again(sj_upstream *up, long long now)
     up->spool_full = 0;
 }
 
+/* Send r, marked in flight (and counted) under the lock by the caller, who
+ * no longer holds it. r is the report_done callback's from a successful
+ * start on; if the call cannot start, it goes back to waiting and the
+ * upstream thread retries it. */
+static void send_own_report(sj_upstream *up, report *r)
+{
+    report_ctx *ctx = malloc(sizeof *ctx);
+
+    if (ctx != NULL) {
+        ctx->up = up;
+        ctx->r = r;
+        if (send_call(up, "/report/dispatch/result", r->body, report_done,
+                      ctx) == 0)
+            return;
+        free(ctx);
+    }
+    pthread_mutex_lock(&up->lock);
+    r->in_flight = 0;
+    r->next_try = sj_mono_ms() + BACKOFF_MIN_MS;
+    up->reports_in_flight--;
+    call_finished(up); /* wakes the upstream thread */
+    pthread_mutex_unlock(&up->lock);
+}
+
 int sj_upstream_report(sj_upstream *up, char *body)
 {
     return sj_upstream_report_task(up, 0, body, 0);
@@ -566,15 +599,32 @@ int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
     }
     up->stats.reports_sent++;
     /* Start it from this thread, as the upstream thread's pass would (same
-     * order, same window): one thread hop fewer per task. Only what could
-     * not start (window full, backing off) is left to that thread. */
-    if (rc == 0 && !up->stopping)
-        pump_reports(up, sj_mono_ms(), 0);
+     * order, same window): one thread hop fewer per task. When it is the
+     * only report waiting, it is started after the unlock: building and
+     * sending a call (a sendmsg) under the lock stalled the gRPC thread,
+     * which takes the lock for every acknowledgement, and the other
+     * workers. Only what could not start (window full, backing off) is
+     * left to the upstream thread. */
+    report *mine = NULL;
+    if (rc == 0 && !up->stopping) {
+        report *r = up->rtail;
+        if (!r->held && up->reports_in_flight < REPORT_WINDOW &&
+            up->n_reports - up->n_held == up->reports_in_flight + 1) {
+            r->in_flight = 1;
+            up->reports_in_flight++;
+            up->calls_in_flight++;
+            mine = r;
+        } else {
+            pump_reports(up, sj_mono_ms(), 0);
+        }
+    }
     if (rc != 0 || up->stopping || (!up->rtail->in_flight && !up->rtail->held))
         pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
     if (rc != 0)
         free(body);
+    if (mine != NULL)
+        send_own_report(up, mine);
     return rc;
 }
 

@@ -23,7 +23,7 @@ cc=$(command -v clang || command -v clang-14)
 scripts/setup.sh build-fuzz -DCMAKE_C_COMPILER="$cc" -DSJ_FUZZ=ON \
     -DSJ_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     >/dev/null
-for t in codec endpoint luajson logrec; do
+for t in codec endpoint luajson logrec task; do
     work="build-fuzz/corpus-$t"
     rm -rf "$work"
     mkdir -p "$work"
@@ -31,6 +31,7 @@ for t in codec endpoint luajson logrec; do
     echo "fuzz: $t for ${secs}s"
     (cd build-fuzz && SNAIL_LOG_LEVEL=OFF \
         ./tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=65536 \
+        $([ -f "../tests/fuzz/$t.dict" ] && echo "-dict=../tests/fuzz/$t.dict") \
         -print_final_stats=1 "corpus-$t" 2>&1 | grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|Done' || true)
     if ls build-fuzz/crash-* >/dev/null 2>&1; then
         echo "fuzz: $t found a crash:"; ls build-fuzz/crash-*; exit 1

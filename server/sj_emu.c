@@ -128,7 +128,7 @@ static void on_reply(void *ud, int err, const char *detail,
 /* Channel to "ip:port", opened on first use; mu held. */
 static sj_channel *channel_for(sj_emu *e, const char *target)
 {
-    sj_channel_options opts = {e->reconnect_ms};
+    sj_channel_options opts = {.max_reconnect_ms = e->reconnect_ms};
     emu_chan c;
 
     for (size_t i = 0; i < e->n_chans; i++)
@@ -409,7 +409,7 @@ int sj_emu_call(sj_emu *e, const char *target, const char *uri,
                 const char *body, const char *sj_token, int timeout_ms,
                 sj_reply *out)
 {
-    sj_channel_options opts = {e->reconnect_ms};
+    sj_channel_options opts = {.max_reconnect_ms = e->reconnect_ms};
     sj_channel *ch;
     sj_request req;
     char detail[256];

@@ -6,6 +6,7 @@
 #include "sj_codec.h"
 #include "sj_error.h"
 #include "sj_harness.h"
+#include "sj_json.h"
 #include "sj_task.h"
 
 static void test_reply_bytes(void)
@@ -183,6 +184,138 @@ static void test_report(void)
     json_decref(wf);
 }
 
+/* The report as the jansson tree it stands for, dumped by sj_json: what
+ * sj_task_report_json writes straight must be these bytes. */
+static char *report_oracle(const sj_task *t, int ok, json_t *result,
+                           const char *msg, json_t *wf)
+{
+    json_t *er = json_pack("{s:i,s:s}", "status", ok, "message", msg);
+    json_t *req;
+    char *text;
+
+    if (result != NULL)
+        json_object_set(er, "result", result);
+    req = json_pack(
+        "{s:I,s:I,s:I,s:i,s:i,s:o,s:b,s:b}", "jobId", (json_int_t)t->job_id,
+        "taskBatchId", (json_int_t)t->task_batch_id, "taskId",
+        (json_int_t)t->task_id, "taskType", t->task_type, "taskStatus",
+        ok ? SJ_TASK_SUCCESS : SJ_TASK_FAIL, "executeResult", er, "retry",
+        t->has_retry ? t->retry : t->retry_status, "retryStatus",
+        t->has_retry_status ? t->retry_status : t->retry);
+    if (t->group_name != NULL)
+        json_object_set_new(req, "groupName", json_string(t->group_name));
+    if (t->workflow_task_batch_id != 0) {
+        json_object_set_new(req, "workflowTaskBatchId",
+                            json_integer(t->workflow_task_batch_id));
+        json_object_set_new(req, "workflowNodeId",
+                            json_integer(t->workflow_node_id));
+    }
+    if (t->has_retry_scene)
+        json_object_set_new(req, "retryScene", json_integer(t->retry_scene));
+    if (wf != NULL) {
+        char *w = sj_json_text(wf);
+        json_object_set_new(req, "wfContext", json_string(w));
+        free(w);
+    }
+    json_t *args = json_pack("[o]", req);
+    text = sj_json_text(args);
+    json_decref(args);
+    return text;
+}
+
+/* The report is written without a tree: byte for byte the oracle's, for
+ * tasks with and without the optional fields, and a message that is not
+ * UTF-8 is kept (U+FFFD), not dropped. */
+static void test_report_bytes(void)
+{
+    static const char *const bodies[] = {
+        "[{\"jobId\":1,\"taskBatchId\":2,\"taskId\":3,\"taskType\":1,"
+        "\"executorInfo\":\"x\"}]",
+        "[{\"jobId\":-9223372036854775808,\"taskBatchId\":9007199254740993,"
+        "\"taskId\":3,\"taskType\":4,\"executorInfo\":\"x\",\"groupName\":"
+        "\"g\\\"\\u00e9\",\"retryScene\":7,\"retry\":true,"
+        "\"workflowTaskBatchId\":8,\"workflowNodeId\":9}]",
+        "[{\"jobId\":1,\"taskBatchId\":2,\"taskId\":3,\"taskType\":2,"
+        "\"executorInfo\":\"x\",\"retryStatus\":true}]",
+    };
+    json_t *results[] = {NULL, json_pack("{s:[i,f,s,n],s:b}", "z", 1, 0.1,
+                                         "\xe4\xbd\xa0", "a", 1)};
+    json_t *wf = json_pack("{s:s,s:i}", "k", "v\n", "a", 2);
+    char err[256];
+
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        sj_task *t;
+        CHECK(sj_task_parse(bodies[i], &t, err, sizeof err) == 0);
+        if (t == NULL)
+            continue;
+        for (int ok = 0; ok <= 1; ok++)
+            for (size_t r = 0; r < 2; r++) {
+                json_t *w = r == 1 ? wf : NULL;
+                char *got =
+                    sj_task_report_json(t, ok ? SJ_OUT_OK : SJ_OUT_FAILED,
+                                        results[r], r == 1 ? "m\t\"" : NULL, w);
+                char *want = report_oracle(t, ok, results[r],
+                                           r == 1 ? "m\t\""
+                                           : ok   ? "Task executed successfully"
+                                                  : "Task execution failed",
+                                           w);
+                CHECKF(got != NULL && want != NULL && strcmp(got, want) == 0,
+                       "report %zu/%d/%zu:\n got %s\nwant %s", i, ok, r,
+                       got ? got : "(null)", want ? want : "(null)");
+                free(got);
+                free(want);
+            }
+        char *bad = sj_task_report_json(t, SJ_OUT_FAILED, NULL, "a\xff", NULL);
+        CHECKF(bad != NULL && strstr(bad, "\"message\":\"a\xef\xbf\xbd\""),
+               "invalid UTF-8 message: %s", bad ? bad : "(null)");
+        free(bad);
+        sj_task_free(t);
+    }
+    json_decref(results[1]);
+    json_decref(wf);
+}
+
+/* The fast parser takes the common dispatch itself (a fast path that
+ * always declined would pass every differential check), and what it
+ * makes equals the jansson path's task (tests/fuzz/fuzz_task.c checks that
+ * over its corpus and under libFuzzer). */
+static void test_dispatch_fast(void)
+{
+    const char *body =
+        "[{\"jobId\":7,\"taskBatchId\":9,\"taskId\":11,\"taskType\":3,"
+        "\"executorInfo\":\"echo\",\"shardingIndex\":1,\"shardingTotal\":4,"
+        "\"argsStr\":\"{\\\"jobParams\\\":\\\"p\\\\u00e9\\\"}\","
+        "\"taskName\":\"a\\ud83d\\ude00\"}]";
+    sj_task *t = NULL;
+
+    CHECK(sj_task_parse_fast(body, strlen(body), &t) == 1);
+    if (t != NULL) {
+        CHECK(t->job_id == 7 && t->task_batch_id == 9 && t->task_id == 11);
+        CHECK(t->has_sharding && t->sharding_index == 1 &&
+              t->sharding_total == 4);
+        CHECK(strcmp(t->job_params, "p\xc3\xa9") == 0);
+        CHECK(strcmp(t->task_name, "a\xf0\x9f\x98\x80") == 0);
+        sj_task_free(t);
+    }
+    /* Forms it leaves to jansson: a repeated field, a real, bad input. */
+    static const char *const declined[] = {
+        "[{\"jobId\":1,\"jobId\":2,\"taskBatchId\":2,\"taskId\":3,"
+        "\"taskType\":1,\"executorInfo\":\"x\"}]",
+        "[{\"jobId\":1,\"taskBatchId\":2,\"taskId\":3,\"taskType\":1,"
+        "\"executorInfo\":\"x\",\"w\":1.5}]",
+        "[{\"jobId\":1,\"taskBatchId\":2,\"taskId\":3,\"taskType\":1,"
+        "\"executorInfo\":\"x\"}",
+        "[{\"jobId\":1,\"taskBatchId\":2,\"taskId\":3,\"taskType\":1,"
+        "\"executorInfo\":\"x\",\"s\":\"\\ud800\"}]",
+    };
+    for (size_t i = 0; i < sizeof declined / sizeof declined[0]; i++) {
+        t = NULL;
+        CHECKF(sj_task_parse_fast(declined[i], strlen(declined[i]), &t) == 0,
+               "accepted %s", declined[i]);
+        sj_task_free(t);
+    }
+}
+
 int main(void)
 {
     test_reply_bytes();
@@ -190,6 +323,8 @@ int main(void)
     test_garbage();
     test_dispatch_parse();
     test_report();
+    test_report_bytes();
+    test_dispatch_fast();
     if (h_failures == 0)
         printf("test_codec: all checks passed\n");
     return h_failures != 0;

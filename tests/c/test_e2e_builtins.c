@@ -463,25 +463,30 @@ static void test_shell_stream_and_stop(void)
         sj_srv_tasks_free(v, n);
     }
     CHECKF(task_id != 0, "batch %lld has no task", (long long)batch);
-    CHECK(wait_log(task_id, "pgid ", H_MS(3000)) != NULL);
+    /* read the pgid from the script's line (the record of the params,
+     * which also holds "pgid ", comes first: wait for the line itself) */
+    long pgid = 0;
+    char script[256] = "";
+    for (long long until = h_now() + H_MS(3000); pgid == 0 && h_now() < until;
+         h_sleep_ms(5)) {
+        for (size_t i = 0; i < sj_srv_log_count(srv) && pgid == 0; i++) {
+            char *text = NULL;
+            if (sj_srv_log_get(srv, i, &text) != 0)
+                continue;
+            json_t *rec = json_loads(text, 0, NULL);
+            free(text);
+            const char *msg = field_of(rec, "message");
+            if (msg && strncmp(msg, "pgid ", 5) == 0 &&
+                json_integer_value(json_object_get(rec, "taskId")) == task_id)
+                sscanf(msg, "pgid %ld %255s", &pgid, script);
+            json_decref(rec);
+        }
+    }
+    CHECKF(pgid > 0, "no \"pgid\" line from the script of task %lld",
+           (long long)task_id);
     CHECKF(sj_srv_batch_status(srv, batch) == SJ_SRV_RUNNING,
            "the line came only after the end (status %d)",
            sj_srv_batch_status(srv, batch));
-    /* read the pgid from the log record */
-    long pgid = 0;
-    char script[256] = "";
-    for (size_t i = 0; i < sj_srv_log_count(srv) && pgid == 0; i++) {
-        char *text = NULL;
-        if (sj_srv_log_get(srv, i, &text) != 0)
-            continue;
-        json_t *rec = json_loads(text, 0, NULL);
-        free(text);
-        const char *msg = field_of(rec, "message");
-        if (msg && strncmp(msg, "pgid ", 5) == 0 &&
-            json_integer_value(json_object_get(rec, "taskId")) == task_id)
-            sscanf(msg, "pgid %ld %255s", &pgid, script);
-        json_decref(rec);
-    }
     CHECKF(pgid > 0 && sj_group_members(pgid) >= 2,
            "group %ld has %d processes before the stop", pgid,
            sj_group_members(pgid));
