@@ -61,15 +61,17 @@ int main(int argc, char **argv)
             if (st == GRPC_CHANNEL_READY)
                 break;
             grpc_channel_watch_connectivity_state(
-                ch, st, gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                     gpr_time_from_millis(100, GPR_TIMESPAN)),
+                ch, st,
+                gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                             gpr_time_from_millis(100, GPR_TIMESPAN)),
                 cq, ch);
             do
                 ev = grpc_completion_queue_next(
                     cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
             while (ev.tag != ch);
         }
-        if (grpc_channel_check_connectivity_state(ch, 0) != GRPC_CHANNEL_READY) {
+        if (grpc_channel_check_connectivity_state(ch, 0) !=
+            GRPC_CHANNEL_READY) {
             fprintf(stderr, "bench_bare_grpc: cannot connect to %s\n", argv[1]);
             return 1;
         }

@@ -10,8 +10,8 @@
 
 #include "sj_error.h"
 
-int sj_dl_load(const char *soname, const sj_dl_sym *syms, size_t n,
-               void *table, char *err, size_t errlen)
+int sj_dl_load(const char *soname, const sj_dl_sym *syms, size_t n, void *table,
+               char *err, size_t errlen)
 {
     void *lib, **fns;
     const char *why;

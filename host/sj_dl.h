@@ -34,11 +34,13 @@ typedef struct sj_dl_sym {
 } sj_dl_sym;
 
 #define SJ_DL_SYM(table_type, member, symbol)                                  \
-    {symbol, offsetof(table_type, member)}
+    {                                                                          \
+        symbol, offsetof(table_type, member)                                   \
+    }
 
 /* dlopen `soname` and store each symbol of syms[0..n) into `table` at its
- * offset. 0, or SJ_ENOENT with err set (table untouched). */
-int sj_dl_load(const char *soname, const sj_dl_sym *syms, size_t n,
-               void *table, char *err, size_t errlen);
+ * offset. 0, or SJ_ENOENT / SJ_ENOMEM with err set (table untouched). */
+int sj_dl_load(const char *soname, const sj_dl_sym *syms, size_t n, void *table,
+               char *err, size_t errlen);
 
 #endif

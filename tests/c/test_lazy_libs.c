@@ -255,8 +255,7 @@ static void test_host_metrics(void)
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         ssize_t got = -1;
         snprintf(url, sizeof url, "127.0.0.1:%d/metrics", mport);
-        if (fd >= 0 &&
-            connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
             write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1))
             got = read(fd, buf, sizeof buf - 1);
         if (got > 0)
