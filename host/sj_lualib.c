@@ -115,14 +115,29 @@ static json_t *box_take(json_t **box)
 
 /* ---- logging ------------------------------------------------------------ */
 
-void sj_lualib_task_line(sj_lualib_ctx *ctx, sj_log_level level,
-                         const char *msg, size_t len, const char *location)
+/* Must a script's sj.log.* stop waiting for room in the host's log
+ * queue? Once the run is tripped (or must be), yes: its lines are then
+ * dropped with a notice rather than waited for. Owner thread. */
+static int log_due(void *ud)
 {
-    int n = len > 65536 ? 65536 : (int)len;
+    const sj_lualib_ctx *ctx = ud;
+    return ctx->tripped != SJ_TRIP_NONE || sj_limits_poll(ctx) != SJ_TRIP_NONE;
+}
+
+/* A line to the running task's log and the host log; `wait`: a script's
+ * own line, which may wait for room (task_log_wait). Returns nonzero if
+ * such a wait was ended by the run's limits. */
+static int task_line(sj_lualib_ctx *ctx, sj_log_level level, const char *msg,
+                     size_t len, const char *location, bool wait)
+{
+    int n = len > 65536 ? 65536 : (int)len, ended = 0;
     if (location == NULL)
         location = "";
     if (ctx->task != NULL) {
-        if (ctx->task_log != NULL)
+        if (wait && ctx->task_log_wait != NULL)
+            ended = ctx->task_log_wait(ctx->ud, ctx->task, level, msg, len,
+                                       location, log_due, ctx);
+        else if (ctx->task_log != NULL)
             ctx->task_log(ctx->ud, ctx->task, level, msg, len, location);
         sj_log(level, "[%s #%lld] %s%s%.*s",
                ctx->task->executor_info ? ctx->task->executor_info : "?",
@@ -131,6 +146,13 @@ void sj_lualib_task_line(sj_lualib_ctx *ctx, sj_log_level level,
     } else {
         sj_log(level, "%s%s%.*s", location, location[0] ? ": " : "", n, msg);
     }
+    return ended;
+}
+
+void sj_lualib_task_line(sj_lualib_ctx *ctx, sj_log_level level,
+                         const char *msg, size_t len, const char *location)
+{
+    task_line(ctx, level, msg, len, location, false);
 }
 
 /* sj.log.* and sj.hostlog.*: (fmt, ...) with string.format semantics when
@@ -152,7 +174,11 @@ static int log_line(lua_State *L, sj_log_level level, bool to_task)
     char loc[96];
     sj_lualib_where(L, 1, loc, sizeof loc);
     if (to_task && ctx->task != NULL) {
-        sj_lualib_task_line(ctx, level, msg, len, loc);
+        /* A wait for room ended by a stop or timeout (the line went in
+         * by dropping the oldest, announced): interrupt now, unless the
+         * run is within its cleanup budget. */
+        if (task_line(ctx, level, msg, len, loc, true))
+            sj_limits_check(L, ctx);
     } else {
         int m = len > 65536 ? 65536 : (int)len;
         sj_log(level, "%s%s%.*s", loc, loc[0] ? ": " : "", m, msg);

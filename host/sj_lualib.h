@@ -46,6 +46,7 @@ typedef enum sj_trip {
 typedef struct sj_lualib_ctx {
     /* set once by the owner, before sj_lualib_preload */
     sj_task_log_cb task_log;
+    sj_task_log_wait_cb task_log_wait;
     sj_map_report_cb map_report;
     void *ud;
     size_t mem_cap; /* for messages; 0 = none */

@@ -245,7 +245,21 @@ static void task_log(void *ud, const sj_task *t, sj_log_level level,
 {
     sj_pool *pool = ud;
     if (task_live(pool, t))
-        sj_upstream_log(pool->opts.up, t, level, msg, len, location);
+        sj_upstream_log(pool->opts.up, t, level, msg, len, location, NULL,
+                        NULL);
+}
+
+/* A script's sj.log.*: waits for room in the log queue (no pool lock
+ * held while it does). */
+static int task_log_wait(void *ud, const sj_task *t, sj_log_level level,
+                         const char *msg, size_t len, const char *location,
+                         int (*due)(void *), void *due_ud)
+{
+    sj_pool *pool = ud;
+    if (!task_live(pool, t))
+        return 0;
+    return sj_upstream_log(pool->opts.up, t, level, msg, len, location, due,
+                           due_ud);
 }
 
 /* A task that holds its batch's report barrier (sj_upstream_hold) from
@@ -576,7 +590,8 @@ static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
                               ? "not started: executor timeout passed while "
                                 "the task waited in the queue"
                               : "not started: stopped while queued";
-        sj_upstream_log(pool->opts.up, t, SJ_LOG_WARN, why, strlen(why), NULL);
+        sj_upstream_log(pool->opts.up, t, SJ_LOG_WARN, why, strlen(why), NULL,
+                        NULL, NULL);
     } else {
         sj_vm_run(vm, t, &run);
     }
@@ -637,6 +652,7 @@ static int open_vm(sj_pool *pool, const gen *g, sj_vm **vm, char *err,
     vo.load_timeout_ms = pool->opts.load_timeout_ms;
     vo.cleanup_ms = pool->opts.cleanup_ms;
     vo.task_log = task_log;
+    vo.task_log_wait = task_log_wait;
     vo.map_report = map_report;
     vo.ud = pool;
     return sj_vm_open(&vo, vm, err, errlen);
@@ -795,7 +811,7 @@ static void retire(sj_pool *pool, worker *w, int report, char **rep,
                  (double)grace / 1000.0,
                  stop == SJ_STOP_TIMEOUT ? "timeout" : "stop", where);
         sj_upstream_log(pool->opts.up, t, SJ_LOG_ERROR, line, strlen(line),
-                        where);
+                        where, NULL, NULL);
         sj_outcome out = stop == SJ_STOP_TIMEOUT    ? SJ_OUT_TIMEOUT
                          : stop == SJ_STOP_SHUTDOWN ? SJ_OUT_SHUTDOWN
                                                     : SJ_OUT_STOPPED;

@@ -20,6 +20,15 @@
 #define REPORT_MAX_REFUSALS 5 /* status-0 answers before giving up */
 #define LOG_QUEUE_MAX 200000  /* log records waiting, all tasks */
 #define LOG_BATCH_MAX 1000    /* records per /batch/server/report/log */
+/* A backlog (this many batches of log_remote_buffer_size waiting) leaves
+ * in batches of up to LOG_BATCH_MAX records and LOG_BACKLOG_BYTES. */
+#define LOG_BACKLOG_BATCHES 4
+#define LOG_BACKLOG_BYTES (1024 * 1024)
+/* A script's sj.log.* waits for room in the full queue while the server
+ * takes batches; after this long without an acknowledged batch it drops
+ * (with a notice) instead, until a batch is acknowledged again. */
+#define LOG_STALL_MS 5000
+#define LOG_WAIT_SLICE_MS 10 /* the caller's interruption is polled */
 /* The server takes messages of 10 MiB at most (protocol.md): a log batch
  * stays under this, and no line is longer than LOG_LINE_CAP. */
 #define LOG_BATCH_BYTES (4 * 1024 * 1024)
@@ -117,11 +126,15 @@ struct sj_upstream {
     int flush_now;
     long long log_retry_at;
     unsigned long dropped_unreported;
-    char *drop_template;           /* a record (JSON) of the last task that lost
-                                      lines */
-    size_t log_bytes;              /* bytes of the queued records */
-    size_t log_bytes_peak;         /* since the last trim */
-    int log_refusals;              /* of the batch in flight / next */
+    char *drop_template;      /* a record (JSON) of the last task that lost
+                                 lines */
+    size_t log_bytes;         /* bytes of the queued records */
+    pthread_cond_t log_room;  /* broadcast when records leave */
+    long long log_full_since; /* monotonic ms a writer first waited
+                                 since the last ack; 0: none */
+    int log_stalled;       /* no ack for LOG_STALL_MS: writers drop, not wait */
+    size_t log_bytes_peak; /* since the last trim */
+    int log_refusals;      /* of the batch in flight / next */
     unsigned long dropped_episode; /* lines dropped since the WARN */
     int spool_full;                /* the journal refused a write: ENOSPC */
     long long spool_retry_at;
@@ -680,6 +693,17 @@ static void recover_report(void *ud, uint64_t seq, const char *body)
 
 /* ---- logs ---------------------------------------------------------------- */
 
+/* Wait on `c` (a CLOCK_MONOTONIC condition) until `wake_mono` (ms). */
+static void cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
+                            long long wake_mono)
+{
+    struct timespec ts;
+
+    ts.tv_sec = wake_mono / 1000;
+    ts.tv_nsec = (wake_mono % 1000) * 1000000;
+    pthread_cond_timedwait(c, m, &ts);
+}
+
 /* Count a dropped record, keeping it as the template of the notice (its
  * task gets the notice). Lock held. */
 static void note_dropped(sj_upstream *up, char *rec)
@@ -718,8 +742,69 @@ static int drop_oldest_log(sj_upstream *up)
     return 1;
 }
 
-void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
-                     const char *msg, size_t len, const char *location)
+/* Is the queue over a bound with `bytes` more? `waiter`: the bound a
+ * script's line waits at, 1/16 below log_queue_max_bytes: the rest is
+ * for the host's own lines and the memory around the queue (the running
+ * Lua states, gRPC's buffers), so the host stays within the bound. Lock
+ * held. */
+static int log_full(const sj_upstream *up, size_t bytes, int waiter)
+{
+    size_t bound = (size_t)up->cfg->log_queue_max_bytes;
+
+    if (waiter)
+        bound -= bound / 16;
+    return up->n_logs >= LOG_QUEUE_MAX || up->log_bytes + bytes > bound;
+}
+
+/* May a writer wait for room? Only while something queued can leave,
+ * the server is reachable and it acknowledged a batch within LOG_STALL_MS
+ * of the first wait since its last acknowledgement (a batch refused for
+ * good makes room, but is no delivery). Lock held. */
+static int log_may_wait(sj_upstream *up)
+{
+    if (up->stopping || up->n_logs == 0 || up->state != LINK_UP ||
+        up->log_stalled)
+        return 0;
+    long long now = sj_mono_ms();
+    if (up->log_full_since == 0)
+        up->log_full_since = now;
+    if (now - up->log_full_since < LOG_STALL_MS)
+        return 1;
+    up->log_stalled = 1;
+    SJ_WARN("log queue full and the server took no log batch for %d s: "
+            "task log lines are dropped (oldest first, with a notice) "
+            "instead of waiting, until it takes one",
+            LOG_STALL_MS / 1000);
+    return 0;
+}
+
+/* Back-pressure: wait while the queue is full for a record of `bytes`,
+ * polling due(due_ud) without the lock every LOG_WAIT_SLICE_MS; returns
+ * its nonzero value if that ended the wait, else 0 (room, or no more
+ * waiting). Lock held (released while waiting). */
+static int log_wait_room(sj_upstream *up, size_t bytes, int (*due)(void *),
+                         void *due_ud)
+{
+    int why = 0;
+
+    if (!log_full(up, bytes, 1) || !log_may_wait(up))
+        return 0;
+    up->stats.log_waits++;
+    do {
+        pthread_mutex_unlock(&up->lock);
+        why = due(due_ud);
+        pthread_mutex_lock(&up->lock);
+        if (why != 0)
+            break;
+        cond_wait_until(&up->log_room, &up->lock,
+                        sj_mono_ms() + LOG_WAIT_SLICE_MS);
+    } while (log_full(up, bytes, 1) && log_may_wait(up));
+    return why;
+}
+
+int sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
+                    const char *msg, size_t len, const char *location,
+                    int (*due)(void *), void *due_ud)
 {
     static const char *const levels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     sj_logrec r;
@@ -740,7 +825,7 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
         while (keep > 0 && ((unsigned char)msg[keep] & 0xC0) == 0x80)
             keep--;
         if ((cut = malloc(keep + 96)) == NULL)
-            return;
+            return 0;
         memcpy(cut, msg, keep);
         len = keep + (size_t)snprintf(cut + keep, 96,
                                       " [snailjob-lua: %zu of %zu bytes cut, "
@@ -767,26 +852,26 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     free(cut);
     if (text == NULL || (l = malloc(sizeof *l + tlen + 1)) == NULL) {
         free(text);
-        return;
+        return 0;
     }
     memcpy(l->text, text, tlen + 1);
     free(text);
     size_t bytes = sizeof *l + tlen + 1 + 16;
+    int why = 0;
 
     pthread_mutex_lock(&up->lock);
-    /* Over the bounds (count, bytes): the oldest lines not in flight
-     * make room, counted for the "lines dropped" notice. */
-    while ((up->n_logs >= LOG_QUEUE_MAX ||
-            up->log_bytes + bytes > (size_t)up->cfg->log_queue_max_bytes) &&
-           drop_oldest_log(up))
+    if (due != NULL)
+        why = log_wait_room(up, bytes, due, due_ud);
+    /* Over the bounds (count, bytes), not waiting: the oldest lines not
+     * in flight make room, counted for the "lines dropped" notice. */
+    while (log_full(up, bytes, 0) && drop_oldest_log(up))
         ;
-    if (up->n_logs >= LOG_QUEUE_MAX ||
-        up->log_bytes + bytes > (size_t)up->cfg->log_queue_max_bytes) {
+    if (log_full(up, bytes, 0)) {
         /* Still full (all in flight): this one goes instead. */
         memmove(l, l->text, tlen + 1);
         note_dropped(up, (char *)l);
         pthread_mutex_unlock(&up->lock);
-        return;
+        return why;
     }
     l->bytes = bytes;
     up->log_bytes += bytes;
@@ -801,9 +886,14 @@ void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     if (up->n_logs++ == 0)
         up->first_log_at = sj_mono_ms();
     up->stats.log_lines_queued++;
-    if (up->n_logs >= (size_t)up->cfg->log_remote_buffer_size)
+    /* A full batch wakes the sender, unless one is in flight: its
+     * completion wakes the sender anyway (a wake-up per line would cost
+     * the sender's thread a switch per line). */
+    if (up->n_logs >= (size_t)up->cfg->log_remote_buffer_size &&
+        up->logs_in_flight == 0)
         pthread_cond_signal(&up->cond);
     pthread_mutex_unlock(&up->lock);
+    return why;
 }
 
 void sj_upstream_flush(sj_upstream *up)
@@ -894,8 +984,11 @@ static void logs_done(void *ud, int err, const char *detail,
         if (up->lhead == NULL)
             up->ltail = NULL;
         up->log_refusals = 0;
-        if (!final)
+        if (!final) {
             up->stats.log_lines_sent += up->logs_in_flight;
+            up->log_full_since = 0;
+            up->log_stalled = 0;
+        }
         up->first_log_at = sj_mono_ms();
         up->log_retry_at = 0;
         queue_drop_notice(up);
@@ -907,6 +1000,7 @@ static void logs_done(void *ud, int err, const char *detail,
                      : (reply->message ? reply->message : "status 0"));
     }
     up->logs_in_flight = 0;
+    pthread_cond_broadcast(&up->log_room);
     call_finished(up);
     pthread_mutex_unlock(&up->lock);
 }
@@ -914,19 +1008,31 @@ static void logs_done(void *ud, int err, const char *detail,
 /* Send the oldest queued records as one batch; lock held. */
 static void send_logs(sj_upstream *up)
 {
-    size_t n = 0, max = (size_t)up->cfg->log_remote_buffer_size;
+    size_t n = 0, size = (size_t)up->cfg->log_remote_buffer_size, max;
     char *body, *p;
 
-    /* A batch holds at most log_remote_buffer_size records (Java's window
-     * of 50); a backlog leaves as several batches, one after another. */
-    if (max == 0 || max > LOG_BATCH_MAX)
-        max = LOG_BATCH_MAX;
+    /* A batch holds log_remote_buffer_size records (Java's window of 50),
+     * one batch in flight at a time, so lines arrive in order. A backlog
+     * (LOG_BACKLOG_BATCHES such batches waiting: writers outrun the
+     * round trips) leaves in batches of up to LOG_BATCH_MAX records and
+     * LOG_BACKLOG_BYTES, as Java's window sends all it holds when its
+     * threshold is reached. */
+    if (size == 0 || size > LOG_BATCH_MAX)
+        size = LOG_BATCH_MAX;
+    max = up->n_logs >= LOG_BACKLOG_BATCHES * size ? LOG_BATCH_MAX : size;
+    /* and an eighth of the queue's bound at most: its body and gRPC's
+     * copy live beside the queue, in the 1/16 of the bound that scripts'
+     * lines leave free (log_full) */
+    size_t backlog_bytes = (size_t)up->cfg->log_queue_max_bytes / 8;
+    if (backlog_bytes > LOG_BACKLOG_BYTES)
+        backlog_bytes = LOG_BACKLOG_BYTES;
     /* The body is "[[rec,rec,...]]", under LOG_BATCH_BYTES unless one
      * record alone is larger (a line is cut well below the limit). */
     size_t bytes = 0;
     logrec *l;
     for (l = up->lhead;
-         l && n < max && (n == 0 || bytes + l->bytes <= LOG_BATCH_BYTES);
+         l && n < max && (n == 0 || bytes + l->bytes <= LOG_BATCH_BYTES) &&
+         (n < size || bytes + l->bytes <= backlog_bytes);
          l = l->next, n++)
         bytes += strlen(l->text) + 1;
     if ((body = p = malloc(bytes + 8)) == NULL)
@@ -1039,12 +1145,7 @@ static long long pump(sj_upstream *up, long long now)
 
 static void wait_until(sj_upstream *up, long long wake_mono)
 {
-    struct timespec ts;
-    long long ms = wake_mono;
-
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000;
-    pthread_cond_timedwait(&up->cond, &up->lock, &ts);
+    cond_wait_until(&up->cond, &up->lock, wake_mono);
 }
 
 static void *upstream_thread(void *arg)
@@ -1156,6 +1257,7 @@ int sj_upstream_start(const sj_upstream_options *opts, sj_upstream **out,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&up->cond, &ca);
+    pthread_cond_init(&up->log_room, &ca);
     pthread_condattr_destroy(&ca);
 
     if (!opts->no_spool) {
@@ -1203,6 +1305,7 @@ fail_spool:
     while (up->rhead)
         report_unlink(up, up->rhead);
 fail_sync:
+    pthread_cond_destroy(&up->log_room);
     pthread_cond_destroy(&up->cond);
     pthread_mutex_destroy(&up->lock);
 fail:
@@ -1224,6 +1327,7 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     pthread_mutex_lock(&up->lock);
     up->stopping = 1;
     pthread_cond_signal(&up->cond);
+    pthread_cond_broadcast(&up->log_room);
     pthread_mutex_unlock(&up->lock);
     pthread_join(up->thread, NULL);
 
@@ -1256,6 +1360,7 @@ void sj_upstream_stop(sj_upstream *up, int grace_ms)
     free(up->names);
     free(up->labels_json);
     free(up->labels_down_json);
+    pthread_cond_destroy(&up->log_room);
     pthread_cond_destroy(&up->cond);
     pthread_mutex_destroy(&up->lock);
     free(up);

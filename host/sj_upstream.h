@@ -6,14 +6,18 @@
  * in order with many in flight, and flushes task-log batches. Results are
  * journaled (sj_spool) before the first attempt and retried with capped
  * backoff until the server acknowledges them, across server restarts and
- * host restarts. Log records wait in a bounded queue; when it is full the
- * oldest waiting lines of the task are kept and a "N log lines dropped"
- * record is sent in their place, never a silent loss.
+ * host restarts. Log records wait in a bounded queue; when it is full a
+ * script's sj.log.* waits for room while the server takes batches
+ * (back-pressure, sj_upstream_log); otherwise the oldest waiting lines
+ * are dropped and a "N log lines dropped" record is sent in their place,
+ * never a silent loss. Log batches go one at a time, in order; a backlog
+ * leaves in batches of up to 1,000 lines and 1 MiB.
  *
  * Edges (issue 11): a log line over log_line_max is cut with a marker
  * saying how much; log batches stay under 4 MiB (the server takes 10 MiB);
- * the log queue is bounded in bytes (log_queue_max_bytes): the oldest
- * lines not in flight are dropped, a WARN per episode gives the count; a
+ * the log queue is bounded in bytes (log_queue_max_bytes): past it (and
+ * past a script's wait for room) the oldest lines not in flight are
+ * dropped, a WARN per episode gives the count; a
  * report or batch refused for good (gRPC RESOURCE_EXHAUSTED or a
  * malformed call, or 5 in-band refusals) is dropped with an ERROR naming
  * the task, so nothing waits behind it. A result the journal cannot take
@@ -133,10 +137,29 @@ size_t sj_upstream_drop_held(sj_upstream *up, int64_t batch);
 int sj_upstream_report_task(sj_upstream *up, int64_t batch, char *body,
                             int own_hold);
 
-/* Queue one remote log line of task `t`. Never blocks. `location` may be
- * NULL. Level names follow Java's (DEBUG/INFO/WARN/ERROR). */
-void sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
-                     const char *msg, size_t len, const char *location);
+/*
+ * Queue one remote log line of task `t`. `location` may be NULL. Level
+ * names follow Java's (DEBUG/INFO/WARN/ERROR).
+ *
+ * When the queue is at its bound (log_queue_max_bytes, or 200,000 lines):
+ *   - due == NULL (the host's own lines about a task): never blocks; the
+ *     oldest lines not in flight make room, counted for the notice;
+ *   - due != NULL (a script's sj.log.*): back-pressure. The caller waits
+ *     for the sender to make room, with no lock held but the upstream's
+ *     own (released while waiting), calling due(due_ud) every 10 ms; a
+ *     nonzero value ends the wait. It waits only while something queued
+ *     can leave, the server is reachable (the last heartbeat was
+ *     accepted) and it acknowledged a log batch within the last 5 s
+ *     (since the wait began): once 5 s pass without one, a WARN says so
+ *     and every writer drops as above, without waiting, until a batch is
+ *     acknowledged again. Stopping the upstream ends every wait.
+ * A wait that ends without room falls back to the drop. Returns 0, or the
+ * nonzero value of due that ended the wait (the line was then queued or
+ * dropped as with due == NULL).
+ */
+int sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
+                    const char *msg, size_t len, const char *location,
+                    int (*due)(void *), void *due_ud);
 
 /* Ask for the queued log lines to be sent now (at task end). */
 void sj_upstream_flush(sj_upstream *up);
@@ -165,6 +188,7 @@ typedef struct sj_upstream_stats {
     unsigned long reports_sent, reports_acked, reports_pending;
     unsigned long reports_held; /* pending reports held by a barrier now */
     unsigned long log_lines_sent, log_lines_dropped, log_lines_queued;
+    unsigned long log_waits;        /* sj.log.* calls that waited for room */
     long long oldest_report_age_ms; /* of the oldest pending report, or 0 */
     long long last_ok_ms; /* wall-clock ms of the last accepted beat, 0 */
     int reachable;        /* the last heartbeat was accepted */

@@ -364,6 +364,7 @@ int sj_vm_open(const sj_vm_options *opts, sj_vm **out, char *err, size_t errlen)
     }
     vm->mem_cap = opts->memory_limit;
     vm->ctx.task_log = opts->task_log;
+    vm->ctx.task_log_wait = opts->task_log_wait;
     vm->ctx.map_report = opts->map_report;
     vm->ctx.ud = opts->ud;
     vm->ctx.mem_cap = opts->memory_limit;

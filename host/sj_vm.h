@@ -48,6 +48,11 @@ typedef struct sj_vm sj_vm;
  * is where the handler was when it was interrupted, or "". Must not call
  * back into the state.
  *
+ * task_log_wait: the same for a script's own sj.log.* lines, which may
+ * wait (back-pressure) while the host's log queue is full: `due(due_ud)`
+ * (cheap, no Lua) says, nonzero, that the run must end and the wait with
+ * it; returns 0, or that nonzero value. NULL: those lines go to task_log.
+ *
  * map_report: report `sub_tasks` (borrowed JSON array, 1..200 elements) as
  * sub-tasks named `next_task_name` of the map task `t`, with the workflow
  * context changes made so far (`wf_changes`, borrowed object, may be
@@ -58,6 +63,10 @@ typedef struct sj_vm sj_vm;
 typedef void (*sj_task_log_cb)(void *ud, const sj_task *t, sj_log_level level,
                                const char *msg, size_t len,
                                const char *location);
+typedef int (*sj_task_log_wait_cb)(void *ud, const sj_task *t,
+                                   sj_log_level level, const char *msg,
+                                   size_t len, const char *location,
+                                   int (*due)(void *), void *due_ud);
 typedef int (*sj_map_report_cb)(void *ud, sj_task *t,
                                 const char *next_task_name, json_t *sub_tasks,
                                 const json_t *wf_changes, char *err,
@@ -100,8 +109,9 @@ typedef struct sj_vm_options {
     /* What the sandbox gives back (sj_sandbox.h): a ","-list of
      * "os.execute", "io.popen", "debug"; NULL or "" for none. */
     const char *lua_allow;
-    /* Host callbacks (above); either may be NULL. */
+    /* Host callbacks (above); any may be NULL. */
     sj_task_log_cb task_log;
+    sj_task_log_wait_cb task_log_wait;
     sj_map_report_cb map_report;
     void *ud;
 } sj_vm_options;

@@ -40,6 +40,7 @@ struct sj_emu {
 
     pthread_mutex_t mu;
     pthread_cond_t idle; /* active_sends dropped */
+    char refused[128];   /* calls on this uri are refused; "" none */
     int started;
     int port;
     int active_sends;
@@ -206,6 +207,17 @@ static void emu_send(void *ud, const sj_srv_node *node, const char *uri,
 static void emu_handle(void *ud, const sj_request *req, sj_reply *reply)
 {
     sj_emu *e = ud;
+    int refuse;
+
+    pthread_mutex_lock(&e->mu);
+    refuse = e->refused[0] != '\0' && req->uri != NULL &&
+             strcmp(req->uri, e->refused) == 0;
+    pthread_mutex_unlock(&e->mu);
+    if (refuse) {
+        sj_reply_set(reply, req->req_id, SJ_STATUS_NO,
+                     "refused by the emulator (sj_emu_refuse)", NULL);
+        return;
+    }
     /* A blank uri: Java never answers; the transport must answer
      * something, so the caller sees status 0 "internal error". */
     sj_srv_handle(e->srv, req, reply);
@@ -394,6 +406,13 @@ int sj_emu_open(const sj_emu_config *cfg, const char *addr, sj_emu **out,
 sj_srv *sj_emu_srv(sj_emu *e)
 {
     return e != NULL ? e->srv : NULL;
+}
+
+void sj_emu_refuse(sj_emu *e, const char *uri)
+{
+    pthread_mutex_lock(&e->mu);
+    snprintf(e->refused, sizeof e->refused, "%s", uri != NULL ? uri : "");
+    pthread_mutex_unlock(&e->mu);
 }
 
 int sj_emu_port(sj_emu *e)

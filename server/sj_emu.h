@@ -70,6 +70,12 @@ int sj_emu_open(const sj_emu_config *cfg, const char *addr, sj_emu **out,
 
 sj_srv *sj_emu_srv(sj_emu *emu);
 
+/* For tests of a server that refuses one kind of call: from now on calls
+ * on `uri` are answered in-band with status 0 ("refused by the emulator")
+ * and never reach the sj_srv (nor on_request); NULL answers every call
+ * again. Any thread. */
+void sj_emu_refuse(sj_emu *emu, const char *uri);
+
 /* The bound port while started, else 0. */
 int sj_emu_port(sj_emu *emu);
 

@@ -20,7 +20,7 @@ return {
   executor_type = 2,                                   -- type announced to the server: 1 Java, 2 Python, 3 Go
   queue_size = 1024,                                   -- tasks that may wait for a worker
   log_remote_interval = 1,                             -- seconds between task-log uploads
-  log_remote_buffer_size = 50,                         -- task-log records per upload
+  log_remote_buffer_size = 50,                         -- task-log records per upload (a backlog: up to 1000)
   spool_dir = "",                                      -- journal of unacknowledged results ("" = the state dir)
   memory_limit_mb = 256,                               -- memory cap per Lua state, MiB
   lua_path = "",                                       -- package.path for executors ("" = Lua's default)
@@ -30,7 +30,7 @@ return {
   spool_sync = "batch",                                -- journal fdatasync: batch (every 100 ms), always, never
   log_line_max = 65536,                                -- a longer task log line is cut, with a marker
   result_max = 1048576,                                -- a larger result is reported FAIL with both sizes
-  log_queue_max_bytes = 67108864,                      -- task log lines waiting; beyond, the oldest are dropped
+  log_queue_max_bytes = 67108864,                      -- task log lines waiting; full: sj.log.* waits (server down: oldest dropped)
   queue_max_bytes = 268435456,                         -- dispatches waiting, in bytes; beyond, refused
   builtins = "",                                       -- built-in executors: "http,shell,cmd,powershell" or "all"
   http_allow = "",                                     -- hosts the built-in HTTP job may reach: "*.example.com,api.x"
