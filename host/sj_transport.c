@@ -157,6 +157,13 @@ struct sj_loop {
 
 typedef struct srv_call srv_call;
 typedef struct chan_call chan_call;
+
+/* Set a tag's kind, after everything else the tag carries was written
+ * and before gRPC gets it. */
+static void tag_publish(atomic_int *kind, int value)
+{
+    atomic_store_explicit(kind, value, memory_order_release);
+}
 static void srv_event(srv_call *c, int ok);
 static void chan_complete(chan_call *c, int ok);
 
@@ -172,7 +179,11 @@ static void *loop_thread(void *arg)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
-        if (*(enum tag_kind *)ev.tag == CHAN_DONE)
+        /* The acquire pairs with the release that published the tag
+         * (tag_publish): what the starting thread wrote is seen here,
+         * TSan included, which cannot see gRPC's own hand-over. */
+        if (atomic_load_explicit((atomic_int *)ev.tag, memory_order_acquire) ==
+            CHAN_DONE)
             chan_complete(ev.tag, ev.success);
         else
             srv_event(ev.tag, ev.success);
@@ -217,7 +228,7 @@ void sj_loop_stop(sj_loop *lp)
 /* ---- server ----------------------------------------------------------- */
 
 struct srv_call {
-    enum tag_kind kind;
+    atomic_int kind; /* enum tag_kind; first, as in every tag */
     sj_server *s;
     int generic;
     grpc_call *call;
@@ -280,9 +291,9 @@ static int srv_request_slot(sj_server *s, int generic)
     pthread_mutex_unlock(&s->lock);
     c->s = s;
     c->generic = generic;
-    c->kind = generic ? SRV_WAIT_GENERIC : SRV_WAIT_REGISTERED;
     c->status_details = grpc_empty_slice();
     grpc_metadata_array_init(&c->md);
+    tag_publish(&c->kind, generic ? SRV_WAIT_GENERIC : SRV_WAIT_REGISTERED);
     if (generic) {
         grpc_call_details_init(&c->details);
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md,
@@ -374,7 +385,7 @@ static void srv_handle_call(sj_server *s, srv_call *c)
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
     n++;
-    c->kind = SRV_REPLYING;
+    atomic_store_explicit(&c->kind, SRV_REPLYING, memory_order_relaxed);
     if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
         SJ_ERROR("could not start the reply batch of an inbound call");
         srv_call_free(c);
@@ -386,7 +397,7 @@ static void srv_event(srv_call *c, int ok)
 {
     sj_server *s = c->s;
 
-    switch (c->kind) {
+    switch (atomic_load_explicit(&c->kind, memory_order_relaxed)) {
     case SRV_SHUTDOWN:
         pthread_mutex_lock(&s->lock);
         s->shut = 1;
@@ -455,8 +466,8 @@ int sj_server_start_on(sj_loop *lp, const char *addr, sj_server_handler handler,
         return SJ_ENOMEM;
     s->handler = handler;
     s->ud = ud;
-    s->shutdown_tag.kind = SRV_SHUTDOWN;
     s->shutdown_tag.s = s;
+    tag_publish(&s->shutdown_tag.kind, SRV_SHUTDOWN);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->settled, NULL);
     sj_transport_init();
@@ -530,7 +541,7 @@ typedef struct waiter {
 } waiter;
 
 struct chan_call {
-    enum tag_kind kind; /* CHAN_DONE */
+    atomic_int kind; /* CHAN_DONE; first, as in every tag */
     sj_channel *ch;
     grpc_call *call;
     uint64_t id;
@@ -754,12 +765,12 @@ static int chan_start(sj_channel *ch, const char *method, const uint8_t *bytes,
     grpc_call_error e;
     int rc = 0;
 
-    c->kind = CHAN_DONE;
     c->ch = ch;
     c->details = grpc_empty_slice();
     grpc_metadata_array_init(&c->init_md);
     grpc_metadata_array_init(&c->trail_md);
     c->send_bb = bytes_to_bb(bytes, len);
+    tag_publish(&c->kind, CHAN_DONE);
 
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
