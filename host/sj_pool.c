@@ -602,6 +602,9 @@ static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
         return -1;
     }
     w->finishing = 1;
+    /* Its batch's barrier entry, if it holds one, in the same hold of the
+     * lock (deliver's own lock round, per task, is saved). */
+    struct fan *mine = fan_take(pool, t);
     pthread_mutex_unlock(&pool->lock);
     count_outcome(t, run.outcome, run.stop_reason, sj_mono_ms() - t0);
     SJ_DEBUG("task %lld (batch %lld, %s): %s in %lld ms", (long long)t->task_id,
@@ -626,7 +629,7 @@ static int run_task(worker *w, sj_vm *vm, sj_task *t, unsigned me)
                 "already stops it",
                 (long long)t->task_id, (long long)t->task_batch_id,
                 sj_outcome_name(run.outcome));
-    deliver(pool, t, report);
+    deliver_taken(pool, t->task_batch_id, report, mine);
     sj_upstream_flush(pool->opts.up);
     sj_run_free(&run);
     return 0;

@@ -91,6 +91,9 @@ struct sj_upstream {
     char *labels_json;
     char *labels_down_json; /* the same with "state":"down" (draining) */
     atomic_int down;        /* 1: draining, beats say state=down */
+    /* Lines queued so far, and that count when a flush was last asked:
+     * equal, sj_upstream_flush has nothing to ask and takes no lock. */
+    atomic_ullong log_seq, flush_seq;
     int down_beat_sent;
     atomic_llong next_req_id;
 
@@ -885,6 +888,7 @@ int sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
     up->ltail = l;
     if (up->n_logs++ == 0)
         up->first_log_at = sj_mono_ms();
+    atomic_fetch_add_explicit(&up->log_seq, 1, memory_order_relaxed);
     up->stats.log_lines_queued++;
     /* A full batch wakes the sender, unless one is in flight: its
      * completion wakes the sender anyway (a wake-up per line would cost
@@ -898,7 +902,14 @@ int sj_upstream_log(sj_upstream *up, const sj_task *t, sj_log_level level,
 
 void sj_upstream_flush(sj_upstream *up)
 {
+    /* No line queued since the last flush was asked (which covers every
+     * line queued before it): nothing to do, and no lock. Every task ends
+     * with a flush; taking the lock each time let a worker preempted while
+     * holding it stall every report behind it (issue 14). */
+    if (atomic_load(&up->log_seq) == atomic_load(&up->flush_seq))
+        return;
     pthread_mutex_lock(&up->lock);
+    atomic_store(&up->flush_seq, atomic_load(&up->log_seq));
     if (up->n_logs > 0) { /* nothing queued: no need to wake the thread */
         up->flush_now = 1;
         pthread_cond_signal(&up->cond);
@@ -953,6 +964,7 @@ static void queue_drop_notice(sj_upstream *up)
         up->lhead = l;
     up->ltail = l;
     up->n_logs++;
+    atomic_fetch_add_explicit(&up->log_seq, 1, memory_order_relaxed);
     free(up->drop_template);
     up->drop_template = NULL;
     up->dropped_unreported = 0;

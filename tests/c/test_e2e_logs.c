@@ -184,7 +184,7 @@ static void test_no_loss(void)
     sj_emu *emu = up_with_host(&h);
     sj_srv *srv;
     char params[32];
-    task_lines t[2];
+    task_lines t[2] = {{0}};
     long long t0;
 
     if (emu == NULL)
@@ -275,7 +275,7 @@ static void test_stalled_server(void)
     sj_emu *emu = up_with_host(&h);
     sj_srv *srv;
     char params[32];
-    task_lines t[1];
+    task_lines t[1] = {{0}};
     int64_t batch;
     long long t0, took;
 
