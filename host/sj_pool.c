@@ -13,6 +13,7 @@
 
 #include "sj_config.h"
 #include "sj_error.h"
+#include "sj_idset.h"
 #include "sj_json.h"
 #include "sj_log.h"
 #include "sj_metrics.h"
@@ -93,6 +94,7 @@ struct sj_pool {
     int spinning;             /* guarded by lock */
     atomic_ullong dispatches; /* tasks queued so far, read while spinning */
     qnode *head, *tail;
+    sj_idset queued_ids; /* the task ids of the queue, for duplicates */
     size_t queued;
     size_t queued_bytes; /* about what the queued tasks hold */
     int shutting_down;
@@ -427,6 +429,16 @@ static void wake_all(sj_pool *pool)
 
 /* ---- queue (lock held) ------------------------------------------------- */
 
+/* A queued task's node leaves the queue (already unlinked): its id leaves
+ * the set of queued ids; the task too when `with_task`. */
+static void qnode_free(sj_pool *pool, qnode *q, int with_task)
+{
+    sj_idset_del(&pool->queued_ids, q->t->task_id);
+    if (with_task)
+        sj_task_free(q->t);
+    free(q);
+}
+
 static size_t batch_running(sj_pool *pool, int64_t batch)
 {
     size_t n = 0;
@@ -474,7 +486,7 @@ static sj_task *take_task(sj_pool *pool)
             pool->tail = prev;
         pool->queued--;
         pool->queued_bytes -= q->bytes;
-        free(q);
+        qnode_free(pool, q, 0);
         return t;
     }
     return NULL;
@@ -980,16 +992,13 @@ static int is_duplicate(sj_pool *pool, int64_t id)
         if (pool->workers[i].current != NULL &&
             pool->workers[i].current->task_id == id)
             return 1;
-    for (qnode *q = pool->head; q != NULL; q = q->next)
-        if (q->t->task_id == id)
-            return 1;
-    return 0;
+    return sj_idset_has(&pool->queued_ids, id);
 }
 
 int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
 {
     sj_pool *pool = ud;
-    qnode *q;
+    qnode *q = NULL;
 
     size_t bytes = task_bytes(t);
 
@@ -1027,7 +1036,9 @@ int sj_pool_dispatch(void *ud, sj_task *t, char *why, size_t whylen)
         return SJ_EFULL;
     }
     if (pool->queued >= (size_t)pool->opts.queue_size ||
-        (q = malloc(sizeof *q)) == NULL) {
+        (q = malloc(sizeof *q)) == NULL ||
+        sj_idset_add(&pool->queued_ids, t->task_id) != 0) {
+        free(q);
         size_t n = pool->queued;
         pthread_mutex_unlock(&pool->lock);
         snprintf(why, whylen,
@@ -1081,9 +1092,8 @@ void sj_pool_stop_batch(void *ud, int64_t batch)
     for (q = pool->head; q != NULL; q = next) {
         next = q->next;
         if (q->t->task_batch_id == batch) {
-            sj_task_free(q->t);
             pool->queued_bytes -= q->bytes;
-            free(q);
+            qnode_free(pool, q, 1);
             pool->queued--;
             dropped++;
             continue;
@@ -1110,6 +1120,7 @@ static void pool_free(sj_pool *pool)
     gen_unref(pool->gen);
     pthread_mutex_destroy(&pool->reload_lock);
     pthread_cond_destroy(&pool->cond);
+    sj_idset_free(&pool->queued_ids);
     pthread_mutex_destroy(&pool->lock);
     for (int i = 0; i < pool->n_workers; i++)
         pthread_cond_destroy(&pool->workers[i].wake);
@@ -1218,8 +1229,7 @@ void sj_pool_stop(sj_pool *pool)
     while (pool->head != NULL) {
         qnode *q = pool->head;
         pool->head = q->next;
-        sj_task_free(q->t);
-        free(q);
+        qnode_free(pool, q, 1);
     }
     pool->tail = NULL;
     pool->queued = 0;
@@ -1407,8 +1417,7 @@ size_t sj_pool_drain_begin(sj_pool *pool)
         deliver(pool, q->t,
                 sj_task_report_json(q->t, SJ_OUT_SHUTDOWN, NULL,
                                     SHUTDOWN_QUEUED, NULL));
-        sj_task_free(q->t);
-        free(q);
+        qnode_free(pool, q, 1);
     }
     if (n > 0)
         sj_upstream_flush(pool->opts.up);
