@@ -22,7 +22,10 @@
  *   jobs/s  with 1, 8, 32 and 128 in flight (and CPU per job of the host
  *           and of this driver, which is less noisy than wall time).
  *   RSS     of the host with 4 workers when idle after start-up, and after
- *           100,000 jobs.
+ *           100,000 jobs; the idle host's pages by kind (mapped files,
+ *           heap, other anonymous) next to a bare gRPC C-core peer's
+ *           (bench_bare_grpc, started for it: $BENCH_BARE_GRPC or the one
+ *           built next to this bench), the floor any C-core client pays.
  *
  * Threads: main runs the phases; the listener thread answers the host and
  * starts the next dispatch; the channel thread takes dispatch replies.
@@ -196,6 +199,78 @@ static void start_host(const char *bin, int server_port, int host_port,
 static long rss_kb(pid_t pid)
 {
     return bp_status_kb(pid, "VmRSS");
+}
+
+#ifndef BENCH_BARE_GRPC_DEFAULT
+#define BENCH_BARE_GRPC_DEFAULT "bench_bare_grpc"
+#endif
+
+/* The idle floor: start bench_bare_grpc (a gRPC C-core listener with a
+ * connected channel to the driver, nothing else), let it settle as long
+ * as the host did, and read where its pages are. 0, or -1 (printed) if it
+ * could not run. */
+static int bare_idle(int server_port, bp_mem *m)
+{
+    const char *bin = getenv("BENCH_BARE_GRPC");
+    char target[64], line[64] = "";
+    int fds[2], rc = -1;
+    pid_t pid;
+    FILE *out;
+
+    if (bin == NULL || bin[0] == '\0')
+        bin = BENCH_BARE_GRPC_DEFAULT;
+    snprintf(target, sizeof target, "127.0.0.1:%d", server_port);
+    if (pipe(fds) != 0)
+        return -1;
+    if ((pid = fork()) < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl(bin, bin, target, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    out = fdopen(fds[0], "r");
+    if (out != NULL && fgets(line, sizeof line, out) != NULL &&
+        strncmp(line, "ready ", 6) == 0) {
+        sleep_ms(2000); /* as long as the host was left idle */
+        rc = bp_smaps(pid, m);
+    } else {
+        fprintf(stderr, "bench_jobs: %s did not start (BENCH_BARE_GRPC)\n",
+                bin);
+    }
+    if (out != NULL)
+        fclose(out);
+    else
+        close(fds[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return rc;
+}
+
+/* Host over the bare peer, and the mapped files only the host has. */
+static void print_floor(const bp_mem *host, const bp_mem *bare)
+{
+    int col = 0;
+    printf("  host over the bare peer  %+6ld kB: mapped files %+ld, heap "
+           "%+ld, other anonymous %+ld, threads %+ld\n",
+           host->rss - bare->rss, host->file - bare->file,
+           host->heap - bare->heap, host->anon - bare->anon,
+           host->threads - bare->threads);
+    printf("    mapped files the bare peer does not map:");
+    for (size_t i = 0; i < host->n; i++) {
+        if (bp_mem_file(bare, host->maps[i].name) >= 0 || host->maps[i].rss < 8)
+            continue;
+        printf("%s %s %ld kB", col++ ? "," : "", host->maps[i].name,
+               host->maps[i].rss);
+    }
+    printf("%s\n", col ? "" : " none");
 }
 
 /* Context switches of all threads of a process. Voluntary ones (a thread
@@ -981,6 +1056,8 @@ int main(int argc, char **argv)
     double perf_clock_ms = -1, perf_cs = -1, perf_mig = -1;
     long idle_kb, warm_kb, after_kb, peak_kb = 0;
     long idle_anon, idle_file, after_anon, after_file;
+    bp_mem idle_mem, bare_mem;
+    int bare_ok;
     result warm, seq, tput[4], rest, r;
     echo_pair ep;
     long long *seq_lat, *echo_lat, *sync_lat;
@@ -1092,6 +1169,9 @@ int main(int argc, char **argv)
     idle_kb = rss_kb(host_pid);
     idle_anon = bp_status_kb(host_pid, "RssAnon");
     idle_file = bp_status_kb(host_pid, "RssFile");
+    if (bp_smaps(host_pid, &idle_mem) != 0)
+        memset(&idle_mem, 0, sizeof idle_mem);
+    bare_ok = bare_idle(server_port, &bare_mem) == 0;
     host_probe();
     total_jobs++;
 
@@ -1277,6 +1357,14 @@ int main(int argc, char **argv)
     printf("  idle after start-up      %6ld kB  (target <= %d kB: %s)\n",
            idle_kb, TARGET_IDLE_RSS_KB,
            verdict(idle_kb > 0 && idle_kb <= TARGET_IDLE_RSS_KB));
+    bp_mem_print("    ", &idle_mem);
+    if (bare_ok) {
+        printf("  bare gRPC C-core peer    %6ld kB  (bench_bare_grpc: a "
+               "listener and a connected channel, idle)\n",
+               bare_mem.rss);
+        bp_mem_print("    ", &bare_mem);
+        print_floor(&idle_mem, &bare_mem);
+    }
     printf("  after %6zu jobs         %6ld kB\n", warm.jobs + 1, warm_kb);
     printf("  peak sampled             %6ld kB\n", peak_kb);
     printf("  after %6zu jobs, idle   %6ld kB  (%+ld kB vs idle; target "

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "sj_link.h"
 #include "sj_log.h"
 #include "sj_metrics.h"
+#include "sj_notify.h"
 #include "sj_pool.h"
 #include "sj_reload.h"
 #include "sj_run_cli.h"
@@ -225,7 +225,7 @@ static int drain(const sj_config *cfg, sj_pool *pool, sj_upstream *up,
 
     queued = sj_pool_drain_begin(pool);
     sj_upstream_set_down(up);
-    sd_notify(0, "STOPPING=1");
+    sj_notify("STOPPING=1");
     running = sj_pool_running(pool);
     SJ_INFO("%s: draining: the server is told state=down, new dispatches are "
             "refused; %zu queued task(s) reported FAIL, %zu running get %.0f "
@@ -393,7 +393,10 @@ static int serve(const sj_config *cfg, const sj_files *files)
     }
     sj_metrics_set_collector(host_collect, &h);
     sj_metrics_set_state(SJ_METRICS_SERVING);
-    sd_notify(0, "READY=1");
+    if (sj_notify("READY=1") != 0)
+        SJ_WARN("cannot send READY=1 to the service manager: NOTIFY_SOCKET "
+                "'%s' is not an AF_UNIX datagram socket that listens",
+                getenv("NOTIFY_SOCKET"));
     sj_reload_options ro = {.spec = cfg->executors, .pool = pool, .up = up};
     sj_reload *reload = NULL;
     if (sj_reload_start(&ro, &reload) != 0)

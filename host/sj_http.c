@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +14,50 @@
 #include <lauxlib.h>
 
 #include "sj_bytes.h"
+#include "sj_dl.h"
 #include "sj_limits.h"
 #include "sj_lualib.h"
 #include "sj_opts.h"
 
 #define SLICE_MS 10
 #define DEFAULT_MAX_BODY (16.0 * 1024 * 1024)
+
+/* libcurl, loaded on the first sj.http call (sj_dl.h): most hosts never
+ * make one, and linking it maps ~30 libraries into every host. Filled
+ * once under global_once, read-only after. */
+#define CURL_SONAME "libcurl.so.4"
+static struct curl_api {
+    __typeof__(&curl_easy_cleanup) easy_cleanup;
+    __typeof__(&curl_easy_getinfo) easy_getinfo;
+    __typeof__(&curl_easy_init) easy_init;
+    __typeof__(&curl_easy_reset) easy_reset;
+    __typeof__(&curl_easy_setopt) easy_setopt;
+    __typeof__(&curl_easy_strerror) easy_strerror;
+    __typeof__(&curl_global_init) global_init;
+    __typeof__(&curl_multi_add_handle) multi_add_handle;
+    __typeof__(&curl_multi_cleanup) multi_cleanup;
+    __typeof__(&curl_multi_info_read) multi_info_read;
+    __typeof__(&curl_multi_init) multi_init;
+    __typeof__(&curl_multi_perform) multi_perform;
+    __typeof__(&curl_multi_poll) multi_poll;
+    __typeof__(&curl_multi_remove_handle) multi_remove_handle;
+    __typeof__(&curl_multi_strerror) multi_strerror;
+    __typeof__(&curl_slist_append) slist_append;
+    __typeof__(&curl_slist_free_all) slist_free_all;
+} cu;
+
+#define CU_SYM(f) SJ_DL_SYM(struct curl_api, f, "curl_" #f)
+static const sj_dl_sym cu_syms[] = {
+    CU_SYM(easy_cleanup),   CU_SYM(easy_getinfo),
+    CU_SYM(easy_init),      CU_SYM(easy_reset),
+    CU_SYM(easy_setopt),    CU_SYM(easy_strerror),
+    CU_SYM(global_init),    CU_SYM(multi_add_handle),
+    CU_SYM(multi_cleanup),  CU_SYM(multi_info_read),
+    CU_SYM(multi_init),     CU_SYM(multi_perform),
+    CU_SYM(multi_poll),     CU_SYM(multi_remove_handle),
+    CU_SYM(multi_strerror), CU_SYM(slist_append),
+    CU_SYM(slist_free_all),
+};
 
 static char k_agent; /* registry key of this state's agent */
 
@@ -40,10 +79,10 @@ typedef struct agent {
 static void agent_reset(agent *a)
 {
     if (a->attached) {
-        curl_multi_remove_handle(a->multi, a->easy);
+        cu.multi_remove_handle(a->multi, a->easy);
         a->attached = false;
     }
-    curl_slist_free_all(a->hdrs);
+    cu.slist_free_all(a->hdrs);
     a->hdrs = NULL;
     sj_bytes_free(&a->body);
     sj_bytes_free(&a->head);
@@ -56,20 +95,27 @@ static int agent_gc(lua_State *L)
     agent *a = lua_touserdata(L, 1);
     agent_reset(a);
     if (a->easy != NULL)
-        curl_easy_cleanup(a->easy);
+        cu.easy_cleanup(a->easy);
     if (a->multi != NULL)
-        curl_multi_cleanup(a->multi);
+        cu.multi_cleanup(a->multi);
     a->easy = NULL;
     a->multi = NULL;
     return 0;
 }
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
+static char global_err[512]; /* why libcurl is unusable, "" when it is */
 
 static void global_init(void)
 {
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURLcode rc;
+
+    if (sj_dl_load(CURL_SONAME, cu_syms, sizeof cu_syms / sizeof cu_syms[0],
+                   &cu, global_err, sizeof global_err) != 0)
+        return;
+    if ((rc = cu.global_init(CURL_GLOBAL_DEFAULT)) != CURLE_OK)
+        snprintf(global_err, sizeof global_err, "libcurl cannot start: %s",
+                 cu.easy_strerror(rc));
 }
 
 /* This state's agent, created on first use. */
@@ -82,9 +128,8 @@ static agent *get_agent(lua_State *L)
     }
     lua_pop(L, 1);
     pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
-        luaL_error(L, "sj.http: libcurl cannot start: %s",
-                   curl_easy_strerror(global_rc));
+    if (global_err[0] != '\0')
+        luaL_error(L, "sj.http: %s", global_err);
     agent *a = lua_newuserdatauv(L, sizeof *a, 0);
     memset(a, 0, sizeof *a);
     lua_createtable(L, 0, 2);
@@ -93,8 +138,8 @@ static agent *get_agent(lua_State *L)
     lua_pushliteral(L, "snailjob.http_agent");
     lua_setfield(L, -2, "__name");
     lua_setmetatable(L, -2);
-    a->multi = curl_multi_init();
-    a->easy = curl_easy_init();
+    a->multi = cu.multi_init();
+    a->easy = cu.easy_init();
     if (a->multi == NULL || a->easy == NULL)
         luaL_error(L, "sj.http: out of memory");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_agent);
@@ -241,7 +286,7 @@ static void read_headers(lua_State *L, int t, agent *a, const req *r)
         if (strpbrk(line, "\r\n") != NULL)
             luaL_error(L, "sj.http: %s %s: header '%s' holds a line break",
                        r->method, r->url, lua_tostring(L, -3));
-        struct curl_slist *s = curl_slist_append(a->hdrs, line);
+        struct curl_slist *s = cu.slist_append(a->hdrs, line);
         if (s == NULL)
             luaL_error(L, "sj.http: out of memory");
         a->hdrs = s;
@@ -253,39 +298,38 @@ static void read_headers(lua_State *L, int t, agent *a, const req *r)
 static void setup(agent *a, const req *r)
 {
     CURL *e = a->easy;
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 20L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->timeout * 1000));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(r->connect_timeout * 1000));
+    cu.easy_reset(e);
+    cu.easy_setopt(e, CURLOPT_URL, r->url);
+    cu.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    cu.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    cu.easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
+    cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    cu.easy_setopt(e, CURLOPT_WRITEDATA, a);
+    cu.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    cu.easy_setopt(e, CURLOPT_HEADERDATA, a);
+    cu.easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
+    cu.easy_setopt(e, CURLOPT_MAXREDIRS, 20L);
+    cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->timeout * 1000));
+    cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(r->connect_timeout * 1000));
     if (r->insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        cu.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        cu.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (a->hdrs != NULL)
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hdrs);
+        cu.easy_setopt(e, CURLOPT_HTTPHEADER, a->hdrs);
     if (strcmp(r->method, "HEAD") == 0)
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        cu.easy_setopt(e, CURLOPT_NOBODY, 1L);
     else if (strcmp(r->method, "GET") != 0 || r->body != NULL)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+        cu.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     if (r->body != NULL) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)r->body_len);
+        cu.easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+        cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
     } else if (strcmp(r->method, "POST") == 0 ||
                strcmp(r->method, "PUT") == 0) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        cu.easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
     }
 }
 
@@ -294,8 +338,8 @@ static void push_response(lua_State *L, agent *a)
 {
     long status = 0;
     char *eff = NULL;
-    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(a->easy, CURLINFO_EFFECTIVE_URL, &eff);
+    cu.easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+    cu.easy_getinfo(a->easy, CURLINFO_EFFECTIVE_URL, &eff);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, status);
     lua_setfield(L, -2, "status");
@@ -341,7 +385,7 @@ static int do_request(lua_State *L, int t)
         return raise_trip(L, why);
     }
     setup(a, &r);
-    if (curl_multi_add_handle(a->multi, a->easy) != CURLM_OK) {
+    if (cu.multi_add_handle(a->multi, a->easy) != CURLM_OK) {
         agent_reset(a);
         return luaL_error(L, "sj.http: %s %s: cannot start the transfer",
                           r.method, r.url);
@@ -352,15 +396,15 @@ static int do_request(lua_State *L, int t)
     bool finished = false;
     while (!finished) {
         int running = 0;
-        CURLMcode mc = curl_multi_perform(a->multi, &running);
+        CURLMcode mc = cu.multi_perform(a->multi, &running);
         if (mc != CURLM_OK) {
             agent_reset(a);
             return luaL_error(L, "sj.http: %s %s: %s", r.method, r.url,
-                              curl_multi_strerror(mc));
+                              cu.multi_strerror(mc));
         }
         int left;
         CURLMsg *msg;
-        while ((msg = curl_multi_info_read(a->multi, &left)) != NULL) {
+        while ((msg = cu.multi_info_read(a->multi, &left)) != NULL) {
             if (msg->msg == CURLMSG_DONE && msg->easy_handle == a->easy) {
                 done = msg->data.result;
                 finished = true;
@@ -374,7 +418,7 @@ static int do_request(lua_State *L, int t)
             return raise_trip(L, why);
         }
         if (running > 0)
-            curl_multi_poll(a->multi, NULL, 0, SLICE_MS, NULL);
+            cu.multi_poll(a->multi, NULL, 0, SLICE_MS, NULL);
     }
 
     if (done != CURLE_OK) {
@@ -387,7 +431,7 @@ static int do_request(lua_State *L, int t)
             snprintf(cause, sizeof cause, "out of memory");
         else
             snprintf(cause, sizeof cause, "%s",
-                     a->errbuf[0] ? a->errbuf : curl_easy_strerror(done));
+                     a->errbuf[0] ? a->errbuf : cu.easy_strerror(done));
         agent_reset(a);
         return luaL_error(L, "sj.http: %s %s: %s", r.method, r.url, cause);
     }

@@ -29,8 +29,12 @@
  * usual environment variables (curl's defaults). Only http and https are
  * allowed, also on redirects.
  *
- * Threads: everything runs on the thread that owns the state; libcurl's
- * global init is done once, thread-safely, on first use.
+ * Threads: everything runs on the thread that owns the state; libcurl is
+ * loaded (sj_dl.h: it is not linked, so a host that makes no request
+ * never maps it and its ~30 libraries) and initialised once,
+ * thread-safely, on the first request of any state. If it cannot be
+ * loaded, every sj.http call raises "sj.http: cannot load libcurl.so.4:
+ * ...".
  */
 #ifndef SJ_HTTP_H
 #define SJ_HTTP_H

@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 
+#include "sj_dl.h"
 #include "sj_error.h"
 #include "sj_log.h"
 
@@ -388,6 +389,27 @@ int sj_metrics_health(char *body, size_t n)
 /* ---- serving ----------------------------------------------------------------
  */
 
+/* libmicrohttpd, loaded by sj_metrics_serve when metrics_listen is set
+ * (sj_dl.h): linking it maps gnutls and its dependencies into every
+ * host. Filled once on the main thread before the daemon starts. */
+#define MHD_SONAME "libmicrohttpd.so.12"
+static struct mhd_api {
+    __typeof__(&MHD_add_response_header) add_response_header;
+    __typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+    __typeof__(&MHD_destroy_response) destroy_response;
+    __typeof__(&MHD_queue_response) queue_response;
+    __typeof__(&MHD_start_daemon) start_daemon;
+    __typeof__(&MHD_stop_daemon) stop_daemon;
+} mhd;
+static int mhd_loaded;
+
+#define MHD_SYM(f) SJ_DL_SYM(struct mhd_api, f, "MHD_" #f)
+static const sj_dl_sym mhd_syms[] = {
+    MHD_SYM(add_response_header), MHD_SYM(create_response_from_buffer),
+    MHD_SYM(destroy_response),    MHD_SYM(queue_response),
+    MHD_SYM(start_daemon),        MHD_SYM(stop_daemon),
+};
+
 static struct MHD_Daemon *daemon_; /* main thread only */
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *c,
@@ -424,18 +446,18 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c,
         snprintf(health, sizeof health, "not found: /metrics, /healthz\n");
     }
     if (text != NULL)
-        r = MHD_create_response_from_buffer(strlen(text), text,
+        r = mhd.create_response_from_buffer(strlen(text), text,
                                             MHD_RESPMEM_MUST_FREE);
     else
-        r = MHD_create_response_from_buffer(strlen(health), health,
+        r = mhd.create_response_from_buffer(strlen(health), health,
                                             MHD_RESPMEM_MUST_COPY);
     if (r == NULL) {
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    ok = MHD_queue_response(c, code, r);
-    MHD_destroy_response(r);
+    mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    ok = mhd.queue_response(c, code, r);
+    mhd.destroy_response(r);
     return ok;
 }
 
@@ -502,6 +524,16 @@ int sj_metrics_serve(const char *where, double beat_interval, int *port,
         snprintf(err, errlen, "metrics: already serving");
         return SJ_EINVAL;
     }
+    if (!mhd_loaded) {
+        char why[400];
+        if ((rc = sj_dl_load(MHD_SONAME, mhd_syms,
+                             sizeof mhd_syms / sizeof mhd_syms[0], &mhd, why,
+                             sizeof why)) != 0) {
+            snprintf(err, errlen, "metrics_listen %s: %s", where, why);
+            return rc;
+        }
+        mhd_loaded = 1;
+    }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -522,7 +554,7 @@ int sj_metrics_serve(const char *where, double beat_interval, int *port,
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     atomic_store(&beat_ms, (long long)(beat_interval * 1000));
-    daemon_ = MHD_start_daemon(
+    daemon_ = mhd.start_daemon(
         (unsigned)flags, 0, NULL, NULL, answer, NULL, MHD_OPTION_LISTEN_SOCKET,
         fd, MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT,
         10u, MHD_OPTION_END);
@@ -550,6 +582,6 @@ fail:
 void sj_metrics_unserve(void)
 {
     if (daemon_ != NULL)
-        MHD_stop_daemon(daemon_);
+        mhd.stop_daemon(daemon_);
     daemon_ = NULL;
 }

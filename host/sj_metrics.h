@@ -9,8 +9,10 @@
  *   lengths, journal, reachability, Lua memory) are not copied here: a
  *   collector callback fills an sj_metrics_snapshot when a scrape comes.
  *
- *   Serving, off unless metrics_listen is set: sj_metrics_serve starts a
- *   libmicrohttpd daemon on "host:port" with its own thread, answering
+ *   Serving, off unless metrics_listen is set: sj_metrics_serve loads
+ *   libmicrohttpd (sj_dl.h: it is not linked, so hosts without metrics
+ *   never map it and gnutls) and starts its daemon on "host:port" with
+ *   its own thread, answering
  *     GET /metrics  Prometheus text format 0.0.4 (snailjob_* families);
  *     GET /healthz  200 "serving", or 503 with the reason: "starting",
  *                   "draining", or "server unreachable for N s" once the

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake make gcc pkg-config lua5.4 liblua5.4-dev libgrpc-dev
           protobuf-c-compiler libprotobuf-c-dev lua-cjson lua-busted
-          libjansson-dev libsystemd-dev libcurl4-openssl-dev libmicrohttpd-dev)
+          libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
