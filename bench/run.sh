@@ -21,9 +21,11 @@ build=${BUILD_DIR:-build-bench}
 case $build in /*) ;; *) build="$root/$build" ;; esac
 jobs=${JOBS:-2}
 
-# Every add_executable(bench_<name> ...) of bench/CMakeLists.txt.
+# Every add_executable(bench_<name> ...) of bench/CMakeLists.txt but
+# bench_bare_grpc, which is not a benchmark: bench_jobs starts it as the
+# bare gRPC peer its idle RSS is compared with.
 all=$(sed -n 's/^[[:space:]]*add_executable([[:space:]]*\(bench_[A-Za-z0-9_]*\).*/\1/p' \
-    "$here/CMakeLists.txt" | sort -u)
+    "$here/CMakeLists.txt" | grep -vx bench_bare_grpc | sort -u)
 if [ $# -gt 0 ]; then
     wanted="$*"
 else
