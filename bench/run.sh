@@ -7,7 +7,7 @@
 # Extra arguments for one benchmark come from the environment, named after
 # it in upper case: BENCH_JOBS_ARGS="--quick" for bench_jobs. Unset, they
 # default to what BENCHMARKS.md's tables need (bench_jobs: --perf, which
-# uses perf(1) when it is installed and allowed, and --sweep 1,4,8,16).
+# uses perf(1) when it is installed and allowed, and --sweep 1,4,8,16,4,8,16,4,8,16: each count but 1 three times, interleaved, judged by its median).
 # BUILD_DIR (default build-bench) and JOBS (default 2) adjust the build.
 #
 # Benchmarks print figures; they are not tests. Each runs on its own, one
@@ -79,7 +79,7 @@ for b in $built; do
     fi
     var=$(echo "$b" | tr '[:lower:]' '[:upper:]')_ARGS
     case $b in
-    bench_jobs) default="--perf --sweep 1,4,8,16" ;;
+    bench_jobs) default="--perf --sweep 1,4,8,16,4,8,16,4,8,16" ;;
     *) default="" ;;
     esac
     eval "args=\${$var-\$default}"
