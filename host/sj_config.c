@@ -104,7 +104,7 @@ static const struct setting settings[] = {
             "a beat"),
     RANGED("executor_type", "SNAIL_EXECUTOR_TYPE", K_INT, "2", executor_type, 1,
            3, "1 Java, 2 Python, 3 Go"),
-    RANGED("queue_size", "SNAIL_QUEUE_SIZE", K_INT, "1024", queue_size, 1,
+    RANGED("queue_size", "SNAIL_QUEUE_SIZE", K_INT, "65536", queue_size, 1,
            1000000, NULL),
     RANGED("log_remote_interval", "SNAIL_LOG_REMOTE_INTERVAL", K_NUMBER, "1",
            log_remote_interval, 0, 3600, NULL),

@@ -18,7 +18,7 @@ return {
   workers = 4,                                         -- worker threads, one Lua state each (1-1024)
   beat_interval = 10,                                  -- heartbeat seconds, fractions allowed (1 to 30)
   executor_type = 2,                                   -- type announced to the server: 1 Java, 2 Python, 3 Go
-  queue_size = 1024,                                   -- tasks that may wait for a worker
+  queue_size = 65536,                                   -- tasks that may wait for a worker
   log_remote_interval = 1,                             -- seconds between task-log uploads
   log_remote_buffer_size = 50,                         -- task-log records per upload (a backlog: up to 1000)
   spool_dir = "",                                      -- journal of unacknowledged results ("" = the state dir)

@@ -167,7 +167,7 @@ static void test_defaults(void)
     CHECK(cfg.workers == 4);
     CHECK(cfg.beat_interval == 10.0);
     CHECK(cfg.executor_type == 2);
-    CHECK(cfg.queue_size == 1024);
+    CHECK(cfg.queue_size == 65536);
     CHECK(cfg.log_remote_interval == 1.0);
     CHECK(cfg.log_remote_buffer_size == 50);
     CHECK_STR(cfg.spool_dir, "");
