@@ -62,6 +62,71 @@ static void on_done(void *ud, int err, const char *detail,
     atomic_fetch_add(&async_done, 1);
 }
 
+/* One loop under a server and channels (as the host runs its own): calls
+ * between them complete; a channel closed with calls in flight on a slow
+ * peer returns once each callback ran, on the loop's thread, which the
+ * slow handler (on the peer's own loop) does not hold; the server and then
+ * the loop stop. */
+static void test_shared_loop(void)
+{
+    sj_loop *lp = NULL;
+    sj_server *a = NULL, *b = NULL;
+    sj_channel *to_a = NULL, *to_b = NULL;
+    sj_channel_options on_lp = {.loop = NULL};
+    sj_request req;
+    char target[64];
+    int port_a = 0, port_b = 0;
+
+    atomic_store(&async_done, 0);
+    atomic_store(&async_ok, 0);
+    CHECK(sj_loop_start("test-loop", &lp) == 0);
+    on_lp.loop = lp;
+    CHECK(sj_server_start_on(lp, "127.0.0.1:0", echo, NULL, &a, &port_a) == 0);
+    snprintf(target, sizeof target, "127.0.0.1:%d", port_a);
+    CHECK(sj_channel_open(target, &on_lp, &to_a) == 0);
+    for (intptr_t i = 1; i <= 100; i++) {
+        make_req(&req, i, "/x", "[]");
+        CHECK(sj_channel_call(to_a, &req, (int)(5000 * factor()), on_done,
+                              (void *)i) == 0);
+        sj_request_free(&req);
+    }
+    for (int i = 0; i < 500 * factor() && atomic_load(&async_done) < 100; i++)
+        usleep(10 * 1000);
+    CHECK(atomic_load(&async_done) == 100);
+    CHECK(atomic_load(&async_ok) == 100);
+
+    /* a slow peer on a loop of its own; the channel to it on lp */
+    CHECK(sj_server_start("127.0.0.1:0", echo, NULL, &b, &port_b) == 0);
+    snprintf(target, sizeof target, "127.0.0.1:%d", port_b);
+    CHECK(sj_channel_open(target, &on_lp, &to_b) == 0);
+    atomic_store(&async_done, 0);
+    atomic_store(&async_ok, 0);
+    for (intptr_t i = 1; i <= 5; i++) {
+        make_req(&req, i, "/slow", "[]");
+        CHECK(sj_channel_call(to_b, &req, (int)(5000 * factor()), on_done,
+                              (void *)i) == 0);
+        sj_request_free(&req);
+    }
+    long long t0 = sj_mono_ms();
+    sj_channel_close(to_b);
+    CHECK(atomic_load(&async_done) == 5); /* each delivered, cancelled */
+    CHECK(atomic_load(&async_ok) == 0);
+    CHECK(sj_mono_ms() - t0 < MS(1000));
+    sj_server_stop(b);
+
+    /* the loop still serves a and to_a after to_b went */
+    make_req(&req, 77, "/after", "[]");
+    sj_reply rep;
+    CHECK(sj_channel_call_sync(to_a, &req, (int)(5000 * factor()), NULL, &rep,
+                               NULL, 0) == 0 &&
+          rep.req_id == 77);
+    sj_reply_free(&rep);
+    sj_request_free(&req);
+    sj_server_stop(a);
+    sj_channel_close(to_a);
+    sj_loop_stop(lp);
+}
+
 int main(void)
 {
     sj_server *srv = NULL;
@@ -184,6 +249,7 @@ int main(void)
 
     sj_channel_close(ch);
     sj_server_stop(srv);
+    test_shared_loop();
     if (failures == 0)
         printf("test_transport: all checks passed\n");
     return failures != 0;
