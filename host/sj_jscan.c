@@ -351,11 +351,15 @@ int sj_jscan_finish(sj_jscan *s)
     return s->depth == 0 && s->p == s->end ? 0 : SJ_JS_DECLINE;
 }
 
+int sj_jv_eq(const sj_jv *v, const char *text, size_t n)
+{
+    return v->type == SJ_JV_STRING && !v->escaped &&
+           (size_t)(v->end - v->start) == n && memcmp(v->start, text, n) == 0;
+}
+
 int sj_jv_is(const sj_jv *v, const char *lit)
 {
-    size_t n = strlen(lit);
-    return v->type == SJ_JV_STRING && !v->escaped &&
-           (size_t)(v->end - v->start) == n && memcmp(v->start, lit, n) == 0;
+    return sj_jv_eq(v, lit, strlen(lit));
 }
 
 /* Code point u as UTF-8 at o; returns the bytes written. */

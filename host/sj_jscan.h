@@ -71,8 +71,10 @@ int sj_jscan_element(sj_jscan *s, sj_jv *val);
 /* 0 if only whitespace is left, else SJ_JS_DECLINE. */
 int sj_jscan_finish(sj_jscan *s);
 
-/* 1 if string `v` (a key) is exactly `lit`. */
+/* 1 if string `v` (a key) is exactly `lit`; sj_jv_eq with its length
+ * known (`text`, n bytes). */
 int sj_jv_is(const sj_jv *v, const char *lit);
+int sj_jv_eq(const sj_jv *v, const char *text, size_t n);
 
 /* A string value decoded (escapes, surrogate pairs) into a new
  * NUL-terminated text; NULL when out of memory. */

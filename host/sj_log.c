@@ -153,9 +153,14 @@ long long sj_now_ms(void)
 
 long long sj_mono_ms(void)
 {
+    return sj_mono_us() / 1000;
+}
+
+long long sj_mono_us(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- escaping ------------------------------------------------------------ */

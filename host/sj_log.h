@@ -78,8 +78,10 @@ void sj_log(sj_log_level level, const char *fmt, ...)
 #define SJ_WARN(...) sj_log(SJ_LOG_WARN, __VA_ARGS__)
 #define SJ_ERROR(...) sj_log(SJ_LOG_ERROR, __VA_ARGS__)
 
-/* Wall clock and monotonic clock in milliseconds. */
+/* Wall clock and monotonic clock in milliseconds; the monotonic clock in
+ * microseconds. */
 long long sj_now_ms(void);
 long long sj_mono_ms(void);
+long long sj_mono_us(void);
 
 #endif

@@ -510,13 +510,6 @@ static sj_task *take_task(sj_pool *pool)
  */
 #define SPIN_US 300
 
-static long long mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Lock held, nothing to take: spin for a dispatch for up to SPIN_US with
  * the lock released. Returns 1 if this worker spun (the caller looks at
  * the queue again), 0 if another worker spins already. */
@@ -529,8 +522,8 @@ static int spin_for_task(sj_pool *pool)
         return 0;
     pool->spinning = 1;
     pthread_mutex_unlock(&pool->lock);
-    until = mono_us() + SPIN_US;
-    while (atomic_load(&pool->dispatches) == seen && mono_us() < until)
+    until = sj_mono_us() + SPIN_US;
+    while (atomic_load(&pool->dispatches) == seen && sj_mono_us() < until)
         sched_yield();
     pthread_mutex_lock(&pool->lock);
     pool->spinning = 0;
@@ -752,13 +745,13 @@ static void *worker_thread(void *arg)
         }
         spun = 0;
         if (t == NULL) {
-            long long slept = mono_us();
+            long long slept = sj_mono_us();
             w->idle = 1;
             w->idle_below = pool->idle_top;
             pool->idle_top = w;
             pthread_cond_wait(&w->wake, &pool->lock);
             idle_remove(pool, w); /* woken by a spurious wake-up */
-            if (mono_us() - slept <= SPIN_US)
+            if (sj_mono_us() - slept <= SPIN_US)
                 pool->spin_pays = 1; /* a spin would have caught it */
             continue;
         }

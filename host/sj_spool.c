@@ -524,13 +524,6 @@ static int compact(sj_spool *sp, recs *r)
     return 0;
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *syncer_thread(void *arg)
 {
     sj_spool *sp = arg;
@@ -539,7 +532,7 @@ static void *syncer_thread(void *arg)
     pthread_mutex_lock(&sp->lock);
     while (!sp->closing) {
         struct timespec ts;
-        long long until = mono_ms() + SYNC_EVERY_MS;
+        long long until = sj_mono_ms() + SYNC_EVERY_MS;
         ts.tv_sec = until / 1000;
         ts.tv_nsec = (until % 1000) * 1000000;
         pthread_cond_timedwait(&sp->cond, &sp->lock, &ts);

@@ -69,6 +69,10 @@ typedef struct field {
             offsetof(sj_task, has), 0                                          \
     }
 
+/* The fields read across others, placed by index in the table below (a
+ * wrong index overrides its neighbour: -Werror=override-init). */
+enum { F_MR_STAGE = 6, F_SHARD_INDEX = 10, F_SHARD_TOTAL = 11 };
+
 static const field fields[] = {
     TF("jobId", F_I64, job_id, 1),
     TF("taskBatchId", F_I64, task_batch_id, 1),
@@ -76,13 +80,13 @@ static const field fields[] = {
     TF("taskType", F_I32, task_type, 1),
     TF("workflowTaskBatchId", F_I64, workflow_task_batch_id, 0),
     TF("workflowNodeId", F_I64, workflow_node_id, 0),
-    TF("mrStage", F_I32, mr_stage, 0),
+    [F_MR_STAGE] = TF("mrStage", F_I32, mr_stage, 0),
     TF("parallelNum", F_I32, parallel_num, 0),
     TF("executorType", F_I32, executor_type, 0),
     TF("executorTimeout", F_I32, executor_timeout, 0),
     /* has_sharding: both present (the first dispatch of a shard) */
-    TF("shardingIndex", F_I32, sharding_index, 0),
-    TF("shardingTotal", F_I32, sharding_total, 0),
+    [F_SHARD_INDEX] = TF("shardingIndex", F_I32, sharding_index, 0),
+    [F_SHARD_TOTAL] = TF("shardingTotal", F_I32, sharding_total, 0),
     TH("retryCount", F_I32, retry_count, has_retry_count),
     TH("retryScene", F_I32, retry_scene, has_retry_scene),
     TH("retryStatus", F_BOOL, retry_status, has_retry_status),
@@ -96,10 +100,6 @@ static const field fields[] = {
     {"argsStr", 7, F_STR, ARGS, NO_HAS, 0},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
-#define F_SHARD_INDEX 10
-#define F_SHARD_TOTAL 11
-#define F_MR_STAGE 6
-#define F_ARGS (N_FIELDS - 1)
 
 /* Where field f's value goes: the task's member, or the args text. */
 static void *slot(sj_task *t, char **args, const field *f)
@@ -412,10 +412,8 @@ static sj_task *scan_task(const char *body, size_t len)
     if (sj_jscan_array(&s) != 0 || sj_jscan_object(&s) != 0)
         goto declined;
     while ((rc = sj_jscan_member(&s, &key, &v)) == 1) {
-        size_t klen = (size_t)(key.end - key.start);
         for (size_t i = 0; i < N_FIELDS; i++) {
-            if (klen != fields[i].klen ||
-                memcmp(key.start, fields[i].key, klen) != 0)
+            if (!sj_jv_eq(&key, fields[i].key, fields[i].klen))
                 continue;
             /* a repeated field: the last one counts in jansson */
             if (seen[i])
@@ -466,10 +464,11 @@ int sj_task_parse_fast(const char *body, size_t len, sj_task **out)
     return *out != NULL ? 1 : 0;
 }
 
-/* ,"key":n and ,"key":true|false, for the report below. */
-static int put_member_int(sj_json_buf *b, const char *key, int64_t n)
+/* ,"key":value with `value` already JSON text (n bytes), for the report
+ * below; the keys are plain names, written as they are. */
+static int put_member(sj_json_buf *b, const char *key, const char *value,
+                      size_t n)
 {
-    char num[24];
     int rc = sj_json_buf_add(b, ",\"", 2);
 
     if (rc == 0)
@@ -477,19 +476,20 @@ static int put_member_int(sj_json_buf *b, const char *key, int64_t n)
     if (rc == 0)
         rc = sj_json_buf_add(b, "\":", 2);
     if (rc == 0)
-        rc = sj_json_buf_add(b, num, (size_t)sj_json_fmt_int(n, num));
+        rc = sj_json_buf_add(b, value, n);
     return rc;
+}
+
+static int put_member_int(sj_json_buf *b, const char *key, int64_t n)
+{
+    char num[24];
+
+    return put_member(b, key, num, (size_t)sj_json_fmt_int(n, num));
 }
 
 static int put_member_bool(sj_json_buf *b, const char *key, bool v)
 {
-    int rc = sj_json_buf_add(b, ",\"", 2);
-
-    if (rc == 0)
-        rc = sj_json_buf_add(b, key, strlen(key));
-    if (rc == 0)
-        rc = sj_json_buf_add(b, v ? "\":true" : "\":false", v ? 6 : 7);
-    return rc;
+    return put_member(b, key, v ? "true" : "false", v ? 4 : 5);
 }
 
 char *sj_task_report_json(const sj_task *t, sj_outcome out,

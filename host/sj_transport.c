@@ -164,6 +164,7 @@ static void tag_publish(atomic_int *kind, int value)
 {
     atomic_store_explicit(kind, value, memory_order_release);
 }
+
 static void srv_event(srv_call *c, int ok);
 static void chan_complete(chan_call *c, int ok);
 
@@ -422,8 +423,8 @@ static void srv_event(srv_call *c, int ok)
     }
 }
 
-/* Shut the started server down and wait until the loop has seen the last
- * of it; then destroy it (and its own loop). */
+/* Shut the started server down, wait until the loop has seen the last of
+ * it, and destroy it (srv_free then frees the rest, its own loop too). */
 static void srv_finish(sj_server *s)
 {
     atomic_store(&s->stopping, 1);
